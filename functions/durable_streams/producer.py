@@ -1,0 +1,450 @@
+"""The producer of one stream: runs the flow and writes what it sends.
+
+Two threads per stream, both independent of any client connection:
+
+- the flow thread calls the flow, which sends chunks into a buffer;
+- the writer thread commits the buffer to Firestore. A write starts at once
+  when the previous one is at least `write_interval` old, so a slow flow's
+  chunks go out one by one, and a fast flow's chunks are coalesced into one
+  write per `write_interval`. With nothing to write, the writer renews the
+  lease every third of `lease`.
+
+Every write is conditional on the record's last update time. A write that
+fails this check means that someone else changed the record: a cancel
+request, which the producer then honours, or a takeover by another instance,
+after which this producer stops without writing again (fencing).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.api_core.retry import exponential_sleep_generator
+
+from . import record as fields
+from .config import KIB, MIB, StreamOptions
+from .context import FlowContext
+from .errors import (
+    Cancelled,
+    FlowError,
+    LeaseLost,
+    ResourceExhausted,
+    StoreError,
+    StreamGone,
+)
+from .hub import StreamHub, Subscription
+from .layout import Placement, place_chunks, stored_size
+from .record import Lease, Status, StreamState
+from .store import StreamStore, WriteConflict, is_transient, utc_now
+from .wire import JsonEncodingError, encode_json
+
+if TYPE_CHECKING:
+    from .flow import DurableFlow
+
+logger = logging.getLogger(__name__)
+
+COMMIT_BYTES = 8 * MIB
+"""Chunk bytes in one write, below Firestore's 10 MiB request limit."""
+
+RECORD_BUDGET = 900 * KIB
+"""Bytes the record may reach, below Firestore's 1 MiB document limit."""
+
+INTERNAL_MESSAGE = "Internal error."
+UNSAVED_MESSAGE = "The stream could not be saved to Firestore."
+
+
+class Producer:
+    """Runs one flow on this instance and commits its stream."""
+
+    def __init__(
+        self,
+        *,
+        flow: DurableFlow[Any, Any],
+        store: StreamStore,
+        hub: StreamHub,
+        stream_id: str,
+        record: Mapping[str, Any],
+        update_time: datetime.datetime,
+        input_value: Any,
+    ) -> None:
+        self.stream_id = stream_id
+        self._flow = flow
+        self._options: StreamOptions = flow.options
+        self._store = store
+        self._hub = hub
+        self._record = dict(record)
+        self._update_time = update_time
+        self._holder = str(record[fields.LEASE]["holder"])
+        self._token = int(record[fields.LEASE]["token"])
+        self._input = input_value
+        self._position = int(record[fields.COUNT])
+
+        self._condition = threading.Condition()
+        self._pending: collections.deque[str] = collections.deque()
+        self._pending_bytes = 0
+        self._ending: dict[str, Any] | None = None
+        self._halted = False
+        self._stop_flow = threading.Event()
+        self._last_write_start = -float("inf")
+        self._last_write_end = time.monotonic()
+        self._subscription: Subscription | None = None
+        self.finished = threading.Event()
+
+    @property
+    def _log(self) -> dict[str, Any]:
+        return {"stream_id": self.stream_id, "flow": self._flow.name}
+
+    def start(self, state: StreamState) -> None:
+        """Start the flow and writer threads; `state` is the record as written."""
+        self._subscription = self._hub.subscribe(
+            self.stream_id, initial=state, callback=self._on_state
+        )
+        short_id = self.stream_id[:8]
+        threading.Thread(
+            target=self._write_loop, name=f"stream-writer-{short_id}", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._run_flow, name=f"stream-flow-{short_id}", daemon=True
+        ).start()
+
+    def cancel(self) -> None:
+        """End the stream as cancelled now; the flow sees `Cancelled` next time
+        it sends a chunk or sleeps."""
+        with self._condition:
+            if self._ending is None and not self._halted:
+                self._ending = _ending(Status.CANCELLED, error=Cancelled())
+                logger.info("Cancelling stream", extra=self._log)
+            self._condition.notify_all()
+        self._stop_flow.set()
+
+    # Flow thread
+
+    def _run_flow(self) -> None:
+        context = FlowContext(
+            send=self._send,
+            cancelled=self._stop_flow,
+            stream_id=self.stream_id,
+            position=self._position,
+            owner=self._record.get(fields.OWNER),
+        )
+        try:
+            output = self._flow.fn(self._input, context)
+            output_json = encode_output(output, self._options)
+        except FlowError as error:
+            if not isinstance(error, Cancelled):
+                logger.info(
+                    "Flow failed with %s: %s",
+                    error.status,
+                    error.message,
+                    extra=self._log,
+                )
+            self._end(_ending(Status.FAILED, error=error))
+        except Exception:
+            logger.exception("Flow raised an unexpected error", extra=self._log)
+            self._end(
+                _ending(
+                    Status.FAILED, error=FlowError(INTERNAL_MESSAGE, status="INTERNAL")
+                )
+            )
+        else:
+            self._end(_ending(Status.DONE, result_json=output_json))
+
+    def _send(self, chunk: Any) -> None:
+        text = encode_json(chunk)
+        size = stored_size(text)
+        if size > self._options.max_chunk_bytes:
+            raise ResourceExhausted(
+                f"A chunk of {size} bytes exceeds the limit of "
+                f"{self._options.max_chunk_bytes} bytes."
+            )
+
+        with self._condition:
+            self._condition.wait_for(
+                lambda: (
+                    self._stopped
+                    or self._pending_bytes < self._options.max_pending_bytes
+                )
+            )
+            if self._stopped:
+                raise Cancelled()
+            self._pending.append(text)
+            self._pending_bytes += size
+            self._condition.notify_all()
+
+    @property
+    def _stopped(self) -> bool:
+        return self._halted or self._ending is not None
+
+    def _end(self, ending: dict[str, Any]) -> None:
+        with self._condition:
+            if self._ending is None and not self._halted:
+                self._ending = ending
+            self._condition.notify_all()
+
+    # Writer thread
+
+    def _write_loop(self) -> None:
+        try:
+            while self._write_next():
+                pass
+        except LeaseLost:
+            logger.warning(
+                "Another instance took over the stream; this producer stops",
+                extra=self._log,
+            )
+        except StreamGone:
+            logger.warning("Stream record was deleted while running", extra=self._log)
+        except StoreError as error:
+            logger.error("Stream failed: %s", error, extra=self._log)
+            self._fail_unsaved()
+        except Exception:
+            logger.exception("Writing the stream failed", extra=self._log)
+            self._fail_unsaved()
+        finally:
+            self._halt()
+            if self._subscription is not None:
+                self._subscription.close()
+            self.finished.set()
+
+    def _write_next(self) -> bool:
+        """Wait for the next write, make it, and tell whether more will follow."""
+        with self._condition:
+            while True:
+                if self._halted:
+                    return False
+                now = time.monotonic()
+                has_work = bool(self._pending) or self._ending is not None
+                write_at = self._last_write_start + self._options.write_interval
+                renew_at = self._last_write_end + self._options.renew_interval
+                if (has_work and now >= write_at) or now >= renew_at:
+                    break
+                wake_at = min(write_at, renew_at) if has_work else renew_at
+                self._condition.wait(wake_at - now)
+
+            batch: list[str] = []
+            batch_bytes = 0
+            while self._pending and (not batch or batch_bytes < COMMIT_BYTES):
+                text = self._pending.popleft()
+                batch.append(text)
+                batch_bytes += stored_size(text)
+            ending = self._ending if not self._pending else None
+
+        self._last_write_start = time.monotonic()
+        self._write(batch, ending)
+        self._last_write_end = time.monotonic()
+
+        with self._condition:
+            self._pending_bytes -= batch_bytes
+            self._condition.notify_all()
+
+        if ending is not None:
+            logger.info(
+                "Stream ended %s after %d chunks in %d writes",
+                ending[fields.STATUS],
+                self._record[fields.COUNT],
+                self._record[fields.COMMITS],
+                extra=self._log,
+            )
+            return False
+        return True
+
+    def _write(self, batch: list[str], ending: dict[str, Any] | None) -> None:
+        placement = self._place(batch, ending)
+        delays = exponential_sleep_generator(initial=0.25, maximum=4.0)
+        give_up_at = time.monotonic() + self._options.retry_deadline
+
+        while True:
+            record_fields = self._fields(placement, len(batch), ending)
+            try:
+                update_time = self._commit(record_fields, placement)
+            except (LeaseLost, StreamGone):
+                raise
+            except Exception as error:
+                if not is_transient(error):
+                    raise StoreError(f"writing the stream failed: {error!r}") from error
+                if time.monotonic() >= give_up_at or self._halted:
+                    raise StoreError(
+                        "writing the stream failed for "
+                        f"{self._options.retry_deadline:.0f} s: {error!r}"
+                    ) from error
+                delay = next(delays)
+                logger.warning(
+                    "Writing the stream failed (%r); retrying in %.2f s",
+                    error,
+                    delay,
+                    extra=self._log,
+                )
+                time.sleep(delay)
+                continue
+            if update_time is not None:
+                break
+            if time.monotonic() >= give_up_at:
+                raise StoreError("the stream record kept changing under the producer")
+
+        self._record.update(record_fields)
+        self._update_time = update_time
+        self._hub.publish(
+            StreamState.from_record(self.stream_id, self._record, update_time)
+        )
+
+    def _commit(
+        self, record_fields: dict[str, Any], placement: Placement
+    ) -> datetime.datetime | None:
+        """Make one write; return None if it must be made again."""
+        try:
+            return self._store.commit(
+                self.stream_id,
+                record_fields,
+                placement.segments,
+                expected=self._update_time,
+                segment_expires_at=utc_now()
+                + datetime.timedelta(seconds=self._options.chunk_retention),
+            )
+        except WriteConflict:
+            return self._resolve_conflict(record_fields)
+
+    def _resolve_conflict(
+        self, record_fields: Mapping[str, Any]
+    ) -> datetime.datetime | None:
+        """Find out why a write found the record changed.
+
+        Returns the update time if the write was applied after all (an earlier
+        attempt's reply was lost), or None after adopting the stored record so
+        that the write can be made again. Raises `LeaseLost` or `StreamGone`
+        when this producer must stop.
+        """
+        found = self._store.get(self.stream_id)
+        if found is None:
+            raise StreamGone(f"stream {self.stream_id!r} was deleted")
+
+        stored, update_time = found
+        if int(stored[fields.LEASE]["token"]) != self._token:
+            raise LeaseLost(f"stream {self.stream_id!r} has a new producer")
+
+        self._record = stored
+        self._update_time = update_time
+        if stored.get(fields.COMMITS) == record_fields[fields.COMMITS]:
+            return update_time
+
+        if stored.get(fields.CANCEL_REQUESTED):
+            self.cancel()
+        return None
+
+    def _place(self, batch: list[str], ending: dict[str, Any] | None) -> Placement:
+        tail_bytes = self._options.tail_bytes
+        if (
+            ending is not None
+            and self._final_record_size(batch, ending) > RECORD_BUDGET
+        ):
+            tail_bytes = 0
+
+        return place_chunks(
+            self._record[fields.TAIL_START],
+            self._record[fields.TAIL],
+            batch,
+            tail_bytes=tail_bytes,
+            segment_bytes=self._options.segment_bytes,
+        )
+
+    def _final_record_size(self, batch: list[str], ending: Mapping[str, Any]) -> int:
+        texts = [*self._record[fields.TAIL], *batch]
+        texts.append(self._record.get(fields.INPUT) or "")
+        texts.append(ending.get(fields.RESULT) or "")
+        return sum(map(stored_size, texts)) + 4 * KIB
+
+    def _fields(
+        self, placement: Placement, added: int, ending: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        now = utc_now()
+        lease = Lease(
+            self._holder,
+            self._token,
+            now + datetime.timedelta(seconds=self._options.lease),
+        )
+        record_fields: dict[str, Any] = {
+            fields.TAIL_START: placement.tail_start,
+            fields.TAIL: list(placement.tail),
+            fields.COUNT: self._record[fields.COUNT] + added,
+            fields.COMMITS: self._record[fields.COMMITS] + 1,
+            fields.UPDATED_AT: now,
+            fields.LEASE: lease.to_fields(),
+            fields.EXPIRES_AT: fields.running_expiry(lease, self._options.ttl),
+        }
+        if ending is not None:
+            record_fields.update(ending)
+            record_fields[fields.ENDED_AT] = now
+            record_fields[fields.EXPIRES_AT] = fields.ended_expiry(
+                now, self._options.ttl
+            )
+        return record_fields
+
+    # State changes seen by the listener
+
+    def _on_state(self, state: StreamState | None) -> None:
+        if state is None or state.lease.token != self._token:
+            self._halt()
+        elif state.cancel_requested and not state.ended:
+            self.cancel()
+
+    def _halt(self) -> None:
+        with self._condition:
+            self._halted = True
+            self._condition.notify_all()
+        self._stop_flow.set()
+
+    def _fail_unsaved(self) -> None:
+        """Tell local readers that the stream failed, and try to record it."""
+        ending = _ending(
+            Status.FAILED, error=FlowError(UNSAVED_MESSAGE, status="UNAVAILABLE")
+        )
+        record_fields = self._fields(Placement(0, (), ()), 0, ending)
+        record_fields.pop(fields.TAIL)
+        record_fields.pop(fields.TAIL_START)
+        local = {**self._record, **record_fields}
+        moment = max(utc_now(), self._update_time + datetime.timedelta(microseconds=1))
+        self._hub.publish(
+            StreamState.from_record(self.stream_id, local, moment), force=True
+        )
+
+        try:
+            self._store.update_if_unchanged(
+                self.stream_id, record_fields, expected=self._update_time
+            )
+        except Exception as error:
+            logger.error(
+                "Recording the stream's failure failed too: %r", error, extra=self._log
+            )
+
+
+def encode_output(output: Any, options: StreamOptions) -> str:
+    """Encode a flow's output, enforcing the output size limit."""
+    try:
+        text = encode_json(output)
+    except JsonEncodingError as error:
+        logger.error("Flow output cannot be sent: %s", error)
+        raise FlowError(INTERNAL_MESSAGE, status="INTERNAL") from None
+
+    size = stored_size(text)
+    if size > options.max_output_bytes:
+        raise ResourceExhausted(
+            f"The flow output of {size} bytes exceeds the limit of "
+            f"{options.max_output_bytes} bytes."
+        )
+    return text
+
+
+def _ending(
+    status: Status, *, result_json: str | None = None, error: FlowError | None = None
+) -> dict[str, Any]:
+    ending: dict[str, Any] = {fields.STATUS: status.value}
+    if result_json is not None:
+        ending[fields.RESULT] = result_json
+    if error is not None:
+        ending[fields.ERROR] = {"status": error.status, "message": error.message}
+    return ending

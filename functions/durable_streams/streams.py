@@ -1,0 +1,360 @@
+"""Starting, following, recovering and cancelling the streams of a collection."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import record as fields
+from .config import StreamOptions
+from .errors import FlowError
+from .hub import StreamHub, Subscription
+from .producer import Producer
+from .record import Lease, Status, StreamState, new_record
+from .store import StreamStore, WriteConflict, is_transient, utc_now
+from .wire import new_stream_id
+
+if TYPE_CHECKING:
+    from .flow import DurableFlow
+
+logger = logging.getLogger(__name__)
+
+LEASE_GRACE = 1.0
+"""Seconds past a lease's end before its producer counts as dead, allowing
+for clock differences between instances."""
+
+DEAD_PRODUCER_MESSAGE = "The stream's producer stopped before the stream ended."
+
+
+@dataclass(frozen=True)
+class ChunkRun:
+    """Consecutive chunks, as JSON text, starting at position `first`."""
+
+    first: int
+    texts: Sequence[str]
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The end of a stream: its output or its error."""
+
+    result_json: str | None = None
+    error_status: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def failure(cls, status: str, message: str) -> StreamEnd:
+        return cls(error_status=status, error_message=message)
+
+    @classmethod
+    def of(cls, state: StreamState) -> StreamEnd:
+        if state.status is Status.DONE:
+            return cls(result_json=state.result_json or "null")
+        return cls.failure(state.error_status or "UNKNOWN", state.error_message or "")
+
+
+StreamEvent = ChunkRun | StreamEnd
+
+
+class StreamManager:
+    """The streams of one Firestore collection, as seen from this instance."""
+
+    def __init__(self, store: StreamStore, hub: StreamHub, instance_id: str) -> None:
+        self.store = store
+        self.hub = hub
+        self.instance_id = instance_id
+
+    def start(
+        self,
+        flow: DurableFlow[Any, Any],
+        input_value: Any,
+        input_json: str,
+        *,
+        owner: str | None = None,
+    ) -> Subscription:
+        """Create a stream record, start its producer, and subscribe to it.
+
+        The record exists when this returns, so a client that reconnects with
+        the id at once finds it.
+        """
+        stream_id = new_stream_id()
+        now = utc_now()
+        lease = Lease(
+            self.instance_id, 1, now + datetime.timedelta(seconds=flow.options.lease)
+        )
+        created = new_record(
+            flow=flow.name,
+            input_json=input_json,
+            owner=owner,
+            lease=lease,
+            now=now,
+            ttl_seconds=flow.options.ttl,
+        )
+        update_time = self.store.create(stream_id, created)
+        state = StreamState.from_record(stream_id, created, update_time)
+
+        subscription = self.hub.subscribe(stream_id, initial=state)
+        producer = Producer(
+            flow=flow,
+            store=self.store,
+            hub=self.hub,
+            stream_id=stream_id,
+            record=created,
+            update_time=update_time,
+            input_value=input_value,
+        )
+        producer.start(state)
+        logger.info(
+            "Stream started",
+            extra={
+                "stream_id": stream_id,
+                "flow": flow.name,
+                "instance": self.instance_id,
+            },
+        )
+        return subscription
+
+    def subscribe(self, stream_id: str) -> Subscription | None:
+        """Subscribe to an existing stream; return None if it is unknown or expired."""
+        subscription = self.hub.subscribe(stream_id)
+        state = subscription.state
+        if state is None or state.is_expired(utc_now()):
+            subscription.close()
+            return None
+        return subscription
+
+    def follow(
+        self,
+        subscription: Subscription,
+        start: int,
+        options: StreamOptions,
+    ) -> Iterator[StreamEvent]:
+        """Yield the chunks from position `start` on, live, then the end.
+
+        Gives up with DEADLINE_EXCEEDED after `options.timeout` without any
+        change of the record. A healthy producer renews its lease every third
+        of `options.lease`, so this happens only when the stream is stuck.
+        """
+        cursor = start
+        last_change = time.monotonic()
+        check_every = min(options.renew_interval, options.timeout)
+
+        while True:
+            version = subscription.version
+            state = subscription.state
+            if state is None:
+                yield StreamEnd.failure("NOT_FOUND", "The stream no longer exists.")
+                return
+
+            if cursor < state.tail_start:
+                try:
+                    for texts in self.store.read_chunks(
+                        state.stream_id, cursor, state.tail_start
+                    ):
+                        yield ChunkRun(cursor, texts)
+                        cursor += len(texts)
+                except WriteConflict:
+                    yield StreamEnd.failure("NOT_FOUND", "The stream no longer exists.")
+                    return
+                continue
+
+            offset = cursor - state.tail_start
+            if offset < len(state.tail):
+                yield ChunkRun(cursor, state.tail[offset:])
+            cursor = max(cursor, state.count)
+
+            if state.ended:
+                yield StreamEnd.of(state)
+                return
+
+            if subscription.wait(version, check_every):
+                last_change = time.monotonic()
+                continue
+
+            if time.monotonic() - last_change >= options.timeout:
+                yield StreamEnd.failure(
+                    "DEADLINE_EXCEEDED",
+                    f"The stream showed no sign of life for {options.timeout:.0f} s.",
+                )
+                return
+
+            if state.lease_expired(utc_now(), LEASE_GRACE):
+                self.recover(subscription)
+            elif subscription.listener_idle >= options.lease:
+                subscription.refresh()
+
+    def recover(self, subscription: Subscription) -> None:
+        """Resume or fail a running stream whose producer missed its lease.
+
+        A resumable flow registered on this instance is resumed here from the
+        last committed chunk; any other stream is marked failed. A write
+        conditional on the record's update time makes sure that only one
+        instance acts, and that a late producer is fenced off.
+        """
+        from .flow import registered_flow
+
+        if not subscription.recovery_lock.acquire(blocking=False):
+            return
+        try:
+            found = self.store.get(subscription.stream_id)
+            if found is None:
+                return
+            stored, update_time = found
+            state = StreamState.from_record(subscription.stream_id, stored, update_time)
+            if not state.lease_expired(utc_now(), LEASE_GRACE):
+                subscription.refresh()
+                return
+
+            flow = registered_flow(state.flow)
+            if flow is not None and flow.resumable:
+                self._take_over(subscription.stream_id, flow, stored, update_time)
+            else:
+                self._fail_dead(state, stored)
+        except WriteConflict:
+            logger.info(
+                "Another instance recovered the stream first",
+                extra={"stream_id": subscription.stream_id},
+            )
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            logger.warning(
+                "Recovering the stream failed: %r; trying again later",
+                error,
+                extra={"stream_id": subscription.stream_id},
+            )
+        finally:
+            subscription.recovery_lock.release()
+
+    def cancel(self, stream_id: str) -> StreamState | None:
+        """Ask a running stream to stop; return its state, or None if unknown.
+
+        The producer notices the request through its listener or its next
+        write, ends the stream as cancelled, and stops the flow. A stream
+        whose producer is dead is marked cancelled here.
+        """
+        for _ in range(5):
+            found = self.store.get(stream_id)
+            if found is None:
+                return None
+            stored, update_time = found
+            state = StreamState.from_record(stream_id, stored, update_time)
+            if state.ended or state.is_expired(utc_now()):
+                return state
+
+            if state.lease_expired(utc_now(), LEASE_GRACE):
+                changes = self._ending_fields(
+                    stored, Status.CANCELLED, "CANCELLED", "The stream was cancelled."
+                )
+            else:
+                changes = {fields.CANCEL_REQUESTED: True}
+            try:
+                new_time = self.store.update_if_unchanged(
+                    stream_id, changes, expected=update_time
+                )
+            except WriteConflict:
+                continue
+            logger.info("Stream cancel requested", extra={"stream_id": stream_id})
+            return StreamState.from_record(stream_id, {**stored, **changes}, new_time)
+
+        raise WriteConflict(f"stream {stream_id!r} kept changing while being cancelled")
+
+    def _take_over(
+        self,
+        stream_id: str,
+        flow: DurableFlow[Any, Any],
+        stored: dict[str, Any],
+        update_time: datetime.datetime,
+    ) -> None:
+        token = int(stored[fields.LEASE]["token"]) + 1
+        now = utc_now()
+        lease = Lease(
+            self.instance_id,
+            token,
+            now + datetime.timedelta(seconds=flow.options.lease),
+        )
+        changes = {
+            fields.LEASE: lease.to_fields(),
+            fields.EXPIRES_AT: fields.running_expiry(lease, flow.options.ttl),
+            fields.UPDATED_AT: now,
+            fields.COMMITS: int(stored[fields.COMMITS]) + 1,
+        }
+        try:
+            input_value = flow.parse_input(
+                json.loads(stored.get(fields.INPUT) or "null")
+            )
+        except (FlowError, ValueError) as error:
+            logger.error(
+                "Stored input of stream cannot be parsed: %r",
+                error,
+                extra={"stream_id": stream_id},
+            )
+            self._fail_dead(
+                StreamState.from_record(stream_id, stored, update_time), stored
+            )
+            return
+
+        new_time = self.store.update_if_unchanged(
+            stream_id, changes, expected=update_time
+        )
+        taken = {**stored, **changes}
+        state = StreamState.from_record(stream_id, taken, new_time)
+        producer = Producer(
+            flow=flow,
+            store=self.store,
+            hub=self.hub,
+            stream_id=stream_id,
+            record=taken,
+            update_time=new_time,
+            input_value=input_value,
+        )
+        self.hub.publish(state)
+        producer.start(state)
+        logger.warning(
+            "Took over stream whose producer stopped; resuming at chunk %d",
+            state.count,
+            extra={
+                "stream_id": stream_id,
+                "flow": flow.name,
+                "instance": self.instance_id,
+            },
+        )
+
+    def _fail_dead(self, state: StreamState, stored: dict[str, Any]) -> None:
+        changes = self._ending_fields(
+            stored, Status.FAILED, "UNAVAILABLE", DEAD_PRODUCER_MESSAGE
+        )
+        self.store.update_if_unchanged(
+            state.stream_id, changes, expected=state.update_time
+        )
+        logger.warning(
+            "Stream failed because its producer stopped",
+            extra={"stream_id": state.stream_id, "flow": state.flow},
+        )
+
+    def _ending_fields(
+        self, stored: dict[str, Any], status: Status, error_status: str, message: str
+    ) -> dict[str, Any]:
+        """Return the fields that end a stream without its producer.
+
+        The lease token moves on, so a producer that was only paused can no
+        longer write.
+        """
+        now = utc_now()
+        lease = Lease(self.instance_id, int(stored[fields.LEASE]["token"]) + 1, now)
+        return {
+            fields.STATUS: status.value,
+            fields.ERROR: {"status": error_status, "message": message},
+            fields.ENDED_AT: now,
+            fields.UPDATED_AT: now,
+            fields.EXPIRES_AT: fields.ended_expiry(
+                now, float(stored[fields.TTL_SECONDS])
+            ),
+            fields.LEASE: lease.to_fields(),
+            fields.COMMITS: int(stored[fields.COMMITS]) + 1,
+        }
