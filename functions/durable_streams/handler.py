@@ -19,6 +19,7 @@ from .errors import FlowError
 from .hub import Subscription
 from .layout import stored_size
 from .producer import INTERNAL_MESSAGE, encode_output
+from .store import is_transient
 from .streams import ChunkRun, StreamEnd, StreamEvent
 from .wire import (
     EVENT_STREAM,
@@ -72,9 +73,12 @@ def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response
 
 
 def error_response(http_code: int, status: str, message: str) -> flask.Response:
-    return flask.Response(
+    response = flask.Response(
         error_json(status, message), status=http_code, content_type="application/json"
     )
+    if http_code == 405:
+        response.headers["Allow"] = "POST, OPTIONS"
+    return response
 
 
 def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
@@ -177,7 +181,17 @@ def _reconnect(flow: DurableFlow[Any, Any], stream_id: str) -> flask.Response:
         logger.info("Reconnect with a malformed stream id", extra={"flow": flow.name})
         return flask.Response(status=204)
 
-    subscription = flow.manager.subscribe(stream_id)
+    try:
+        subscription = flow.manager.subscribe(stream_id)
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        logger.warning(
+            "Reading the stream failed: %r", error, extra={"stream_id": stream_id}
+        )
+        raise HttpError(
+            503, "UNAVAILABLE", "The stream cannot be read right now; try again."
+        ) from None
     if subscription is None:
         logger.info("Reconnect to an unknown stream", extra={"stream_id": stream_id})
         return flask.Response(status=204)

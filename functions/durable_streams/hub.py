@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 StateCallback = Callable[[StreamState | None], None]
 
+MIN_REFRESH_INTERVAL = 2.0
+"""Seconds between two reads of one record by `refresh`, however many
+readers ask."""
+
 
 class _Entry:
     """The latest known state of one stream, shared by its subscriptions."""
@@ -37,6 +41,7 @@ class _Entry:
         self.refs = 0
         self.watch: Watch | None = None
         self.last_listener_event = time.monotonic()
+        self.last_refresh = -float("inf")
         self.callbacks: list[StateCallback] = []
         self.recovery_lock = threading.Lock()
 
@@ -170,6 +175,12 @@ class StreamHub:
             entry.accept(state, force=force)
 
     def refresh(self, entry: _Entry) -> None:
+        now = time.monotonic()
+        with entry.condition:
+            if now - entry.last_refresh < MIN_REFRESH_INTERVAL:
+                return
+            entry.last_refresh = now
+
         try:
             state = self._store.read_state(entry.stream_id)
         except Exception as error:

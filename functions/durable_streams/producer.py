@@ -49,8 +49,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-COMMIT_BYTES = 8 * MIB
-"""Chunk bytes in one write, below Firestore's 10 MiB request limit."""
+COMMIT_BYTES = 3 * MIB
+"""Chunk bytes in one write. Firestore accepts 10 MiB per request, but the
+emulator's gRPC server takes at most 4 MiB per message."""
 
 RECORD_BUDGET = 900 * KIB
 """Bytes the record may reach, below Firestore's 1 MiB document limit."""
@@ -399,27 +400,54 @@ class Producer:
         self._stop_flow.set()
 
     def _fail_unsaved(self) -> None:
-        """Tell local readers that the stream failed, and try to record it."""
+        """Tell local readers that the stream failed, and record it.
+
+        Chunks that could not be written are dropped; no reader has seen them.
+        While Firestore stays unreachable, recording the failure is retried
+        until the stream would have expired anyway. It stops early when
+        another instance has recovered the stream meanwhile.
+        """
+        if self._halted:
+            return
         ending = _ending(
             Status.FAILED, error=FlowError(UNSAVED_MESSAGE, status="UNAVAILABLE")
         )
-        record_fields = self._fields(Placement(0, (), ()), 0, ending)
-        record_fields.pop(fields.TAIL)
-        record_fields.pop(fields.TAIL_START)
-        local = {**self._record, **record_fields}
+        give_up_at = time.monotonic() + self._options.lease + self._options.ttl
+        published = False
+
+        while not self._halted:
+            try:
+                self._write([], ending)
+                return
+            except (LeaseLost, StreamGone):
+                return
+            except Exception as error:
+                if self._halted:
+                    return
+                if not published:
+                    logger.error(
+                        "Recording the stream's failure failed too: %r; retrying",
+                        error,
+                        extra=self._log,
+                    )
+                    self._publish_local(ending)
+                    published = True
+                if time.monotonic() >= give_up_at:
+                    logger.error(
+                        "Gave up recording the stream's failure", extra=self._log
+                    )
+                    return
+
+    def _publish_local(self, ending: Mapping[str, Any]) -> None:
+        """Share an ending with local readers without writing it."""
+        ended = {**self._record, **self._fields(Placement(0, (), ()), 0, ending)}
+        ended[fields.TAIL] = self._record[fields.TAIL]
+        ended[fields.TAIL_START] = self._record[fields.TAIL_START]
+        ended[fields.COUNT] = self._record[fields.COUNT]
         moment = max(utc_now(), self._update_time + datetime.timedelta(microseconds=1))
         self._hub.publish(
-            StreamState.from_record(self.stream_id, local, moment), force=True
+            StreamState.from_record(self.stream_id, ended, moment), force=True
         )
-
-        try:
-            self._store.update_if_unchanged(
-                self.stream_id, record_fields, expected=self._update_time
-            )
-        except Exception as error:
-            logger.error(
-                "Recording the stream's failure failed too: %r", error, extra=self._log
-            )
 
 
 def encode_output(output: Any, options: StreamOptions) -> str:

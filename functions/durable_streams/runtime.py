@@ -83,6 +83,13 @@ class Runtime:
                 )
             return manager
 
+    @property
+    def listener_count(self) -> int:
+        """Number of Firestore listeners this process has open."""
+        with self._lock:
+            managers = list(self._managers.values())
+        return sum(manager.hub.listener_count for manager in managers)
+
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from .record import RecordError, StreamState
 
 logger = logging.getLogger(__name__)
 
-RPC_TIMEOUT = 10.0
+RPC_TIMEOUT = float(os.environ.get("FIRESTORE_RPC_TIMEOUT_SECONDS") or 10.0)
 """Seconds one Firestore call may take before it counts as failed."""
 
 CHUNK_PAGE_SIZE = 8
@@ -92,7 +93,7 @@ class StreamStore:
 
     def get(self, stream_id: str) -> tuple[dict[str, Any], datetime.datetime] | None:
         """Read a record and its update time; return None if it does not exist."""
-        snapshot = self.record_ref(stream_id).get(timeout=RPC_TIMEOUT)
+        snapshot = self.record_ref(stream_id).get(retry=None, timeout=RPC_TIMEOUT)
         if not snapshot.exists:
             return None
         return snapshot.to_dict() or {}, snapshot.update_time

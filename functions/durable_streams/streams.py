@@ -10,6 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import exponential_sleep_generator
+
 from . import record as fields
 from .config import StreamOptions
 from .errors import FlowError
@@ -27,6 +30,13 @@ logger = logging.getLogger(__name__)
 LEASE_GRACE = 1.0
 """Seconds past a lease's end before its producer counts as dead, allowing
 for clock differences between instances."""
+
+QUIET_LISTENER_RENEWALS = 1.5
+"""A listener silent for this many lease renewal intervals of a running
+stream is checked by reading the record."""
+
+CREATE_DEADLINE = 10.0
+"""Seconds a new stream's record creation is retried before the request fails."""
 
 DEAD_PRODUCER_MESSAGE = "The stream's producer stopped before the stream ended."
 
@@ -95,7 +105,7 @@ class StreamManager:
             now=now,
             ttl_seconds=flow.options.ttl,
         )
-        update_time = self.store.create(stream_id, created)
+        update_time = self._create(stream_id, created, flow.options)
         state = StreamState.from_record(stream_id, created, update_time)
 
         subscription = self.hub.subscribe(stream_id, initial=state)
@@ -118,6 +128,37 @@ class StreamManager:
             },
         )
         return subscription
+
+    def _create(
+        self, stream_id: str, created: dict[str, Any], options: StreamOptions
+    ) -> datetime.datetime:
+        """Create a record, retrying transient failures for a few seconds.
+
+        A retry that finds the record already there means an earlier attempt
+        was applied though its reply was lost; the id is random, so the
+        record is this one.
+        """
+        delays = exponential_sleep_generator(initial=0.1, maximum=2.0)
+        give_up_at = time.monotonic() + min(options.retry_deadline, CREATE_DEADLINE)
+        while True:
+            try:
+                return self.store.create(stream_id, created)
+            except api_exceptions.AlreadyExists:
+                found = self.store.get(stream_id)
+                if found is None:
+                    raise
+                return found[1]
+            except Exception as error:
+                if not is_transient(error) or time.monotonic() >= give_up_at:
+                    raise
+                delay = next(delays)
+                logger.warning(
+                    "Creating the stream record failed (%r); retrying in %.2f s",
+                    error,
+                    delay,
+                    extra={"stream_id": stream_id},
+                )
+                time.sleep(delay)
 
     def subscribe(self, stream_id: str) -> Subscription | None:
         """Subscribe to an existing stream; return None if it is unknown or expired."""
@@ -185,7 +226,11 @@ class StreamManager:
 
             if state.lease_expired(utc_now(), LEASE_GRACE):
                 self.recover(subscription)
-            elif subscription.listener_idle >= options.lease:
+            elif subscription.listener_idle >= QUIET_LISTENER_RENEWALS * check_every:
+                # A running producer writes at least every `check_every`, so
+                # the listener missed something: seen with listeners that stop
+                # silently, and with the emulator dropping a write made while
+                # a listener starts.
                 subscription.refresh()
 
     def recover(self, subscription: Subscription) -> None:

@@ -2,7 +2,8 @@
 
 `app` routes by the first path segment to a flow, so one server process
 serves them all. `GET /__commits?stream=ID` lists every Firestore write the
-server made for a stream, so tests can count writes per document.
+server made for a stream, so tests can count writes per document, and
+`GET /__listeners` returns how many Firestore listeners the server has open.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import flask
 
 from countdown import countdown_flow
 from durable_streams import DurableFlow, FlowContext, FlowError
+from durable_streams.logs import configure_logging
 from durable_streams.runtime import get_runtime
+
+configure_logging()
 
 _commits: dict[str, list[dict[str, Any]]] = {}
 _commits_lock = threading.Lock()
@@ -56,6 +60,14 @@ def blast(data: dict[str, Any], context: FlowContext) -> dict[str, int]:
     return {"sent": count}
 
 
+def ticker(data: dict[str, Any], context: FlowContext) -> str:
+    """Send `count` chunks, one per `tick` seconds; not resumable."""
+    for index in range(data["count"]):
+        context.sleep(data.get("tick", 0.1))
+        context.send_chunk(index)
+    return "ticked"
+
+
 def think(data: dict[str, Any], context: FlowContext) -> str:
     """Stay silent for `seconds`, then send one chunk."""
     context.sleep(data["seconds"])
@@ -71,6 +83,7 @@ FLOWS: dict[str, DurableFlow[Any, Any]] = {
         DurableFlow(crash),
         DurableFlow(blast, resumable=True),
         DurableFlow(think),
+        DurableFlow(ticker),
     )
 }
 
@@ -80,6 +93,8 @@ def app(request: flask.Request) -> flask.Response:
     if name == "__commits":
         with _commits_lock:
             return flask.jsonify(_commits.get(request.args.get("stream", ""), []))
+    if name == "__listeners":
+        return flask.jsonify(get_runtime().listener_count)
     flow = FLOWS.get(name)
     if flow is None:
         return flask.Response(f"no flow named {name!r}", status=404)

@@ -67,7 +67,12 @@ class Server:
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
             )
         self._wait_ready(timeout)
         return self
@@ -80,35 +85,62 @@ class Server:
                 code = self.process.returncode
                 raise RuntimeError(f"server exited with {code}:\n{self.logs()[-3000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
+                httpx.get(self.base_url, timeout=2)
+                return
+            except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(
             f"server did not listen in {timeout} s:\n{self.logs()[-3000:]}"
         )
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send a signal to the server process (and its gunicorn worker)."""
+        """Send a signal to the whole server: gunicorn's arbiter and worker.
+
+        SIGKILL is what an instance that disappears looks like; SIGSTOP and
+        SIGCONT pause and resume it.
+        """
         assert self.process is not None
-        os.kill(self.process.pid, sig)
+        os.killpg(self.process.pid, sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
             self.process.wait(timeout=30)
+            self._wait_group_gone()
+
+    def _wait_group_gone(self, timeout: float = 30.0) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"server processes still alive after {timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def logs(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def listener_count(self) -> int:
+        """Return how many Firestore listeners the server has open."""
+        response = httpx.get(self.url("__listeners"))
+        response.raise_for_status()
+        count: int = response.json()
+        return count
 
     def commits(self, stream_id: str) -> list[tuple[float, list[str]]]:
         """Return the (time, document paths) of every write this server made
@@ -120,7 +152,4 @@ class Server:
 
 def terminate_all(servers: list[Server]) -> None:
     for server in servers:
-        if server.process is not None and server.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(server.process.pid, signal.SIGCONT)
         server.stop()

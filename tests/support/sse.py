@@ -104,6 +104,8 @@ def stream(
         if response.status_code != 200:
             response.read()
             return result
+        if max_frames == 0:
+            return result
         for frame in iter_frames(response):
             result.frames.append(frame)
             if max_frames is not None and len(result.frames) >= max_frames:
