@@ -24,6 +24,14 @@ def own_emulator(tmp_path: Path) -> Iterator[Emulator]:
     running = start_emulator(
         port=free_port(), project=PROJECT, log_path=tmp_path / "emulator.log"
     )
+    # The first calls to a new emulator are slow while its JVM warms up, and
+    # this test's Firestore calls time out after two seconds.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", running.address)
+        client = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())
+        for _ in range(3):
+            client.collection("warm-up").document("doc").set({"at": time.time()})
+        client.close()
     yield running
     os.kill(running.process.pid, signal.SIGCONT)
     running.stop()
@@ -36,8 +44,8 @@ def test_unwritable_stream_fails_with_error_frame(
         "FIRESTORE_EMULATOR_HOST": own_emulator.address,
         "GCLOUD_PROJECT": own_emulator.project,
         "FIRESTORE_STREAMS_COLLECTION": "streams",
-        "FIRESTORE_RPC_TIMEOUT_SECONDS": "1",
-        "STREAM_RETRY_DEADLINE_SECONDS": "2",
+        "FIRESTORE_RPC_TIMEOUT_SECONDS": "2",
+        "STREAM_RETRY_DEADLINE_SECONDS": "4",
         "STREAM_LEASE_SECONDS": "30",
     }
     server = Server(env=env, log_path=tmp_path / "server.log").start()

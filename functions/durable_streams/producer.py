@@ -87,7 +87,7 @@ class Producer:
         self._position = int(record[fields.COUNT])
 
         self._condition = threading.Condition()
-        self._pending: collections.deque[str] = collections.deque()
+        self._pending: collections.deque[tuple[str, int]] = collections.deque()
         self._pending_bytes = 0
         self._ending: dict[str, Any] | None = None
         self._halted = False
@@ -174,9 +174,12 @@ class Producer:
             )
             if self._stopped:
                 raise Cancelled()
-            self._pending.append(text)
+            self._pending.append((text, size))
             self._pending_bytes += size
-            self._condition.notify_all()
+            if len(self._pending) == 1:
+                # The writer waits for the first chunk only; later ones join
+                # the write it has already planned.
+                self._condition.notify_all()
 
     @property
     def _stopped(self) -> bool:
@@ -230,10 +233,12 @@ class Producer:
 
             batch: list[str] = []
             batch_bytes = 0
-            while self._pending and (not batch or batch_bytes < COMMIT_BYTES):
-                text = self._pending.popleft()
+            while self._pending and (
+                not batch or batch_bytes + self._pending[0][1] <= COMMIT_BYTES
+            ):
+                text, size = self._pending.popleft()
                 batch.append(text)
-                batch_bytes += stored_size(text)
+                batch_bytes += size
             ending = self._ending if not self._pending else None
 
         self._last_write_start = time.monotonic()
