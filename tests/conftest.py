@@ -12,6 +12,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from firestore_emulator import Emulator, start_emulator
+from support.auth_emulator import AuthEmulator
 from support.servers import Server, free_port, terminate_all
 
 PROJECT = "demo-streams-test"
@@ -23,6 +24,15 @@ ServerFactory = Callable[..., Server]
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     log_path = tmp_path_factory.mktemp("emulator") / "firestore.log"
     running = start_emulator(port=free_port(), project=PROJECT, log_path=log_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthEmulator]:
+    """The Firebase Auth emulator, for the same project as the Firestore one."""
+    workdir = tmp_path_factory.mktemp("auth-emulator")
+    running = AuthEmulator(PROJECT, workdir).start()
     yield running
     running.stop()
 

@@ -20,7 +20,16 @@ ENVIRONMENT: dict[str, str] = {
     "write_interval": "STREAM_WRITE_INTERVAL_SECONDS",
     "lease": "STREAM_LEASE_SECONDS",
     "retry_deadline": "STREAM_RETRY_DEADLINE_SECONDS",
+    "auth": "STREAM_AUTH",
+    "max_request_bytes": "STREAM_MAX_REQUEST_BYTES",
+    "max_json_depth": "STREAM_MAX_JSON_DEPTH",
+    "max_chunk_bytes": "STREAM_MAX_CHUNK_BYTES",
+    "max_output_bytes": "STREAM_MAX_OUTPUT_BYTES",
+    "max_streams_per_instance": "STREAM_MAX_STREAMS_PER_INSTANCE",
+    "max_streams_per_caller": "STREAM_MAX_STREAMS_PER_CALLER",
 }
+
+AUTH_MODES = ("off", "optional", "required")
 
 
 class ConfigError(ValueError):
@@ -73,6 +82,25 @@ class StreamOptions:
     max_request_bytes: int = 256 * KIB
     """Largest request body; the flow input is stored with the stream."""
 
+    max_json_depth: int = 32
+    """Deepest nesting of arrays and objects in a request body; the body
+    object itself is level 1."""
+
+    max_streams_per_instance: int = 100
+    """Flows that may run at once on one instance, streamed or plain calls,
+    counted over every flow of the process."""
+
+    max_streams_per_caller: int = 10
+    """Flows one authenticated caller may run at once on one instance.
+    Anonymous callers are limited by `max_streams_per_instance` only."""
+
+    auth: str = "off"
+    """Firebase Auth for requests: ``"off"`` ignores the Authorization
+    header, so the stream id alone grants access to a stream;
+    ``"optional"`` verifies a Bearer ID token when one is sent and makes its
+    user the stream's owner; ``"required"`` rejects requests without a
+    valid token."""
+
     max_pending_bytes: int = 16 * MIB
     """Chunks buffered before a flow's `send_chunk` blocks until they are
     written."""
@@ -94,6 +122,15 @@ class StreamOptions:
             )
         if self.max_chunk_bytes > self.segment_bytes:
             raise ConfigError("max_chunk_bytes must not exceed segment_bytes")
+        for name in _POSITIVE_LIMITS:
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"{name} must be at least 1, got: {getattr(self, name)!r}"
+                )
+        if self.auth not in AUTH_MODES:
+            raise ConfigError(
+                f"auth must be one of {', '.join(AUTH_MODES)}, got: {self.auth!r}"
+            )
 
     @property
     def renew_interval(self) -> float:
@@ -112,10 +149,7 @@ class StreamOptions:
             variable = ENVIRONMENT.get(field.name)
             if variable is None or not environ.get(variable):
                 continue
-            raw = environ[variable]
-            values[field.name] = (
-                raw if field.name == "collection" else _seconds(variable, raw)
-            )
+            values[field.name] = _parse(variable, environ[variable], field.type)
 
         values.update(
             {name: value for name, value in overrides.items() if value is not None}
@@ -123,7 +157,29 @@ class StreamOptions:
         return cls(**values)
 
 
-def _seconds(variable: str, raw: str) -> float:
+_POSITIVE_LIMITS = (
+    "max_request_bytes",
+    "max_json_depth",
+    "max_chunk_bytes",
+    "max_output_bytes",
+    "max_streams_per_instance",
+    "max_streams_per_caller",
+)
+
+
+def _parse(variable: str, raw: str, kind: object) -> str | int | float:
+    """Convert an environment variable to the type of its option."""
+    if kind in (str, "str"):
+        return raw.strip()
+
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{variable} must be a whole number, got: {raw!r}"
+            ) from None
+
     try:
         return float(raw)
     except ValueError:

@@ -41,6 +41,12 @@ class ResourceExhausted(FlowError):
     status = "RESOURCE_EXHAUSTED"
 
 
+class Unauthenticated(FlowError):
+    """The request carries no valid Firebase Auth ID token where one is needed."""
+
+    status = "UNAUTHENTICATED"
+
+
 class Cancelled(FlowError):
     """The stream was cancelled; raised inside a flow to stop it."""
 

@@ -6,7 +6,6 @@ is answered with a Genkit error object and never with a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
+from .auth import Caller, authenticate
 from .context import FlowContext
 from .errors import FlowError
 from .hub import Subscription
 from .layout import stored_size
+from .limits import load_json, running_flows
 from .producer import INTERNAL_MESSAGE, encode_output
 from .store import is_transient
 from .streams import ChunkRun, StreamEnd, StreamEvent
@@ -35,6 +36,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
+    from .config import StreamOptions
     from .flow import DurableFlow
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,11 @@ class HttpError(Exception):
         self.status = status
         self.message = message
 
+    @classmethod
+    def of(cls, error: FlowError) -> HttpError:
+        """Return the answer to a request that failed with `error`."""
+        return cls(http_status(error.status), error.status, error.message)
+
 
 def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
     """Answer one request to a durable flow."""
@@ -68,7 +75,10 @@ def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response
         )
         return error_response(error.http_code, error.status, error.message)
     except Exception:
-        logger.exception("Request failed", extra={"flow": flow.name})
+        logger.exception(
+            "Request failed",
+            extra={"flow": flow.name, "stream_id": _stream_id_for_logs(request)},
+        )
         return error_response(500, "INTERNAL", INTERNAL_MESSAGE)
 
 
@@ -78,7 +88,21 @@ def error_response(http_code: int, status: str, message: str) -> flask.Response:
     )
     if http_code == 405:
         response.headers["Allow"] = "POST, OPTIONS"
+    if status == "UNAUTHENTICATED":
+        response.headers["WWW-Authenticate"] = 'Bearer realm="durable-streams"'
     return response
+
+
+def _stream_id_for_logs(request: flask.Request) -> str | None:
+    stream_id = request.headers.get(STREAM_ID_HEADER, "").strip()
+    return stream_id if is_valid_stream_id(stream_id) else None
+
+
+def _caller(flow: DurableFlow[Any, Any], request: flask.Request) -> Caller:
+    try:
+        return authenticate(request, flow.options)
+    except FlowError as error:
+        raise HttpError.of(error) from None
 
 
 def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
@@ -89,6 +113,7 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
             f"Method {request.method} is not allowed; use POST.",
         )
 
+    caller = _caller(flow, request)
     streaming = accepts_event_stream(request.headers.get("Accept")) or (
         request.args.get("stream") == "true"
     )
@@ -102,23 +127,22 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
                 f"A request with {STREAM_ID_HEADER} reconnects to a stream and needs "
                 f"'Accept: {EVENT_STREAM}'; the flow was not run again.",
             )
-        return _reconnect(flow, stream_id.strip())
+        return _reconnect(flow, stream_id.strip(), caller)
 
-    data = _read_data(request, flow.options.max_request_bytes)
+    data = _read_data(request, flow.options)
     try:
         input_value = flow.parse_input(data)
     except FlowError as error:
-        raise HttpError(
-            http_status(error.status), error.status, error.message
-        ) from None
+        raise HttpError.of(error) from None
 
     if streaming:
-        return _start(flow, input_value, encode_json(data))
-    return _call(flow, input_value)
+        return _start(flow, input_value, encode_json(data), caller)
+    return _call(flow, input_value, caller)
 
 
-def _read_data(request: flask.Request, limit: int) -> Any:
+def _read_data(request: flask.Request, options: StreamOptions) -> Any:
     """Return the `data` of a JSON request body, or None for an empty body."""
+    limit = options.max_request_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     body = request.stream.read(limit + 1)
@@ -136,11 +160,9 @@ def _read_data(request: flask.Request, limit: int) -> Any:
         )
 
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        raise HttpError(
-            400, "INVALID_ARGUMENT", f"The request body is not valid JSON: {error}"
-        ) from None
+        payload = load_json(body, options.max_json_depth)
+    except FlowError as error:
+        raise HttpError.of(error) from None
 
     if not isinstance(payload, dict):
         raise HttpError(
@@ -149,10 +171,6 @@ def _read_data(request: flask.Request, limit: int) -> Any:
             'The request body must be a JSON object such as {"data": ...}.',
         )
     return payload.get("data")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _too_large(limit: int) -> HttpError:
@@ -164,10 +182,12 @@ def _too_large(limit: int) -> HttpError:
 
 
 def _start(
-    flow: DurableFlow[Any, Any], input_value: Any, input_json: str
+    flow: DurableFlow[Any, Any], input_value: Any, input_json: str, caller: Caller
 ) -> flask.Response:
     try:
-        subscription = flow.manager.start(flow, input_value, input_json)
+        subscription = flow.manager.start(flow, input_value, input_json, caller=caller)
+    except FlowError as error:
+        raise HttpError.of(error) from None
     except Exception:
         logger.exception("Creating the stream record failed", extra={"flow": flow.name})
         raise HttpError(
@@ -176,13 +196,15 @@ def _start(
     return _event_stream(flow, subscription, 0)
 
 
-def _reconnect(flow: DurableFlow[Any, Any], stream_id: str) -> flask.Response:
+def _reconnect(
+    flow: DurableFlow[Any, Any], stream_id: str, caller: Caller
+) -> flask.Response:
     if not is_valid_stream_id(stream_id):
         logger.info("Reconnect with a malformed stream id", extra={"flow": flow.name})
         return flask.Response(status=204)
 
     try:
-        subscription = flow.manager.subscribe(stream_id)
+        subscription = flow.manager.subscribe(stream_id, caller=caller)
     except Exception as error:
         if not is_transient(error):
             raise
@@ -193,7 +215,10 @@ def _reconnect(flow: DurableFlow[Any, Any], stream_id: str) -> flask.Response:
             503, "UNAVAILABLE", "The stream cannot be read right now; try again."
         ) from None
     if subscription is None:
-        logger.info("Reconnect to an unknown stream", extra={"stream_id": stream_id})
+        logger.info(
+            "Reconnect to an unknown or inaccessible stream",
+            extra={"stream_id": stream_id},
+        )
         return flask.Response(status=204)
 
     logger.info(
@@ -280,8 +305,20 @@ def _end_frame(end: StreamEnd) -> str:
     return error_frame(end.error_status or "UNKNOWN", end.error_message or "")
 
 
-def _call(flow: DurableFlow[Any, Any], input_value: Any) -> flask.Response:
+def _call(
+    flow: DurableFlow[Any, Any], input_value: Any, caller: Caller
+) -> flask.Response:
     """Run the flow in this request and answer its output as JSON."""
+    try:
+        slot = running_flows.acquire(caller.uid, flow.options)
+    except FlowError as error:
+        raise HttpError.of(error) from None
+
+    with slot:
+        return _run_call(flow, input_value)
+
+
+def _run_call(flow: DurableFlow[Any, Any], input_value: Any) -> flask.Response:
 
     def check_chunk(chunk: Any) -> None:
         size = stored_size(encode_json(chunk))

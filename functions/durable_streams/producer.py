@@ -22,7 +22,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from google.api_core.retry import exponential_sleep_generator
@@ -73,6 +73,7 @@ class Producer:
         record: Mapping[str, Any],
         update_time: datetime.datetime,
         input_value: Any,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self._flow = flow
@@ -95,6 +96,8 @@ class Producer:
         self._last_write_start = -float("inf")
         self._last_write_end = time.monotonic()
         self._subscription: Subscription | None = None
+        self._on_finished = on_finished
+        self._threads_running = 2
         self.finished = threading.Event()
 
     @property
@@ -155,6 +158,8 @@ class Producer:
             )
         else:
             self._end(_ending(Status.DONE, result_json=output_json))
+        finally:
+            self._thread_done()
 
     def _send(self, chunk: Any) -> None:
         text = encode_json(chunk)
@@ -215,6 +220,15 @@ class Producer:
             if self._subscription is not None:
                 self._subscription.close()
             self.finished.set()
+            self._thread_done()
+
+    def _thread_done(self) -> None:
+        """Call `on_finished` once both the flow and the writer have returned."""
+        with self._condition:
+            self._threads_running -= 1
+            last = self._threads_running == 0
+        if last and self._on_finished is not None:
+            self._on_finished()
 
     def _write_next(self) -> bool:
         """Wait for the next write, make it, and tell whether more will follow."""

@@ -15,9 +15,10 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.watch import Watch
 
 from . import record as fields
-from .errors import DurableStreamError
+from .errors import DurableStreamError, InvalidArgument
 from .layout import Segment
 from .record import RecordError, StreamState
+from .wire import is_valid_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ class StreamStore:
         self._observers = observers
 
     def record_ref(self, stream_id: str) -> firestore.DocumentReference:
+        """Return the record's reference; every document path of a stream
+        starts here, so a malformed id never reaches Firestore."""
+        if not is_valid_stream_id(stream_id):
+            raise InvalidArgument(f"Malformed stream id: {stream_id!r}.")
         return self._records.document(stream_id)
 
     def chunks_ref(self, stream_id: str) -> firestore.CollectionReference:

@@ -6,7 +6,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +14,15 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import exponential_sleep_generator
 
 from . import record as fields
+from .auth import ANONYMOUS, Caller, may_access
 from .config import StreamOptions
 from .errors import FlowError
 from .hub import StreamHub, Subscription
+from .limits import running_flows
 from .producer import Producer
 from .record import Lease, Status, StreamState, new_record
 from .store import StreamStore, WriteConflict, is_transient, utc_now
-from .wire import new_stream_id
+from .wire import is_valid_stream_id, new_stream_id
 
 if TYPE_CHECKING:
     from .flow import DurableFlow
@@ -85,13 +87,30 @@ class StreamManager:
         input_value: Any,
         input_json: str,
         *,
-        owner: str | None = None,
+        caller: Caller = ANONYMOUS,
     ) -> Subscription:
-        """Create a stream record, start its producer, and subscribe to it.
+        """Create a stream record owned by `caller`, start its producer, and
+        subscribe to it.
 
         The record exists when this returns, so a client that reconnects with
-        the id at once finds it.
+        the id at once finds it. Raises `ResourceExhausted` when this instance
+        or this caller already runs as many flows as the options allow.
         """
+        slot = running_flows.acquire(caller.uid, flow.options)
+        try:
+            return self._start(flow, input_value, input_json, caller, slot.release)
+        except BaseException:
+            slot.release()
+            raise
+
+    def _start(
+        self,
+        flow: DurableFlow[Any, Any],
+        input_value: Any,
+        input_json: str,
+        caller: Caller,
+        on_finished: Callable[[], None],
+    ) -> Subscription:
         stream_id = new_stream_id()
         now = utc_now()
         lease = Lease(
@@ -100,7 +119,7 @@ class StreamManager:
         created = new_record(
             flow=flow.name,
             input_json=input_json,
-            owner=owner,
+            owner=caller.uid,
             lease=lease,
             now=now,
             ttl_seconds=flow.options.ttl,
@@ -117,6 +136,7 @@ class StreamManager:
             record=created,
             update_time=update_time,
             input_value=input_value,
+            on_finished=on_finished,
         )
         producer.start(state)
         logger.info(
@@ -160,12 +180,30 @@ class StreamManager:
                 )
                 time.sleep(delay)
 
-    def subscribe(self, stream_id: str) -> Subscription | None:
-        """Subscribe to an existing stream; return None if it is unknown or expired."""
+    def subscribe(
+        self, stream_id: str, *, caller: Caller = ANONYMOUS
+    ) -> Subscription | None:
+        """Subscribe to an existing stream.
+
+        Returns None, exactly as for an unknown or expired stream, when the id
+        is malformed or the stream belongs to another caller.
+        """
+        if not is_valid_stream_id(stream_id):
+            return None
+
         subscription = self.hub.subscribe(stream_id)
         state = subscription.state
         if state is None or state.is_expired(utc_now()):
             subscription.close()
+            return None
+
+        if not may_access(caller, state.owner):
+            subscription.close()
+            logger.info(
+                "Denied caller %s access to a stream it does not own",
+                caller.uid or "anonymous",
+                extra={"stream_id": stream_id},
+            )
             return None
         return subscription
 
@@ -276,20 +314,28 @@ class StreamManager:
         finally:
             subscription.recovery_lock.release()
 
-    def cancel(self, stream_id: str) -> StreamState | None:
+    def cancel(
+        self, stream_id: str, *, caller: Caller = ANONYMOUS
+    ) -> StreamState | None:
         """Ask a running stream to stop; return its state, or None if unknown.
 
-        The producer notices the request through its listener or its next
-        write, ends the stream as cancelled, and stops the flow. A stream
-        whose producer is dead is marked cancelled here.
+        A malformed id, an expired stream and a stream of another caller count
+        as unknown too. The producer notices the request through its listener
+        or its next write, ends the stream as cancelled, and stops the flow. A
+        stream whose producer is dead is marked cancelled here.
         """
+        if not is_valid_stream_id(stream_id):
+            return None
+
         for _ in range(5):
             found = self.store.get(stream_id)
             if found is None:
                 return None
             stored, update_time = found
             state = StreamState.from_record(stream_id, stored, update_time)
-            if state.ended or state.is_expired(utc_now()):
+            if state.is_expired(utc_now()) or not may_access(caller, state.owner):
+                return None
+            if state.ended:
                 return state
 
             if state.lease_expired(utc_now(), LEASE_GRACE):
@@ -349,6 +395,7 @@ class StreamManager:
         )
         taken = {**stored, **changes}
         state = StreamState.from_record(stream_id, taken, new_time)
+        slot = running_flows.occupy(state.owner)
         producer = Producer(
             flow=flow,
             store=self.store,
@@ -357,6 +404,7 @@ class StreamManager:
             record=taken,
             update_time=new_time,
             input_value=input_value,
+            on_finished=slot.release,
         )
         self.hub.publish(state)
         producer.start(state)

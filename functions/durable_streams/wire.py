@@ -25,8 +25,10 @@ STREAM_ID_HEADER: Final = "X-Genkit-Stream-Id"
 EVENT_STREAM: Final = "text/event-stream"
 
 # 16 random bytes in URL-safe base64 without padding: 22 characters, 128 bits.
+# The last character carries the last 2 bits followed by 4 zero bits, so it is
+# one of A, Q, g and w.
 _STREAM_ID_BYTES: Final = 16
-_STREAM_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22}")
+_STREAM_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
 # HTTP status for each Genkit status name, as Genkit's servers map them.
 HTTP_STATUS: Final[dict[str, int]] = {
@@ -138,5 +140,5 @@ def new_stream_id() -> str:
 
 
 def is_valid_stream_id(value: str) -> bool:
-    """Tell whether a value has the exact format of a stream id."""
+    """Tell whether a value has the exact format of an id from `new_stream_id`."""
     return _STREAM_ID_PATTERN.fullmatch(value) is not None
