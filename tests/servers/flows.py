@@ -68,6 +68,12 @@ def ticker(data: dict[str, Any], context: FlowContext) -> str:
     return "ticked"
 
 
+def echo(data: Any, context: FlowContext) -> Any:
+    """Send the input as one chunk and return it."""
+    context.send_chunk(data)
+    return data
+
+
 def think(data: dict[str, Any], context: FlowContext) -> str:
     """Stay silent for `seconds`, then send one chunk."""
     context.sleep(data["seconds"])
@@ -84,6 +90,7 @@ FLOWS: dict[str, DurableFlow[Any, Any]] = {
         DurableFlow(blast, resumable=True),
         DurableFlow(think),
         DurableFlow(ticker),
+        DurableFlow(echo),
     )
 }
 
