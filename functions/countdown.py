@@ -14,6 +14,8 @@ from durable_streams import DurableFlow, FlowContext, InvalidArgument
 
 DEFAULT_COUNT = 5
 MAX_COUNT = 100_000
+SHOWN_CHARACTERS = 40
+"""Characters of a rejected input quoted in the error message."""
 
 
 def parse_count(data: Any) -> int:
@@ -21,10 +23,19 @@ def parse_count(data: Any) -> int:
     if data is None:
         return DEFAULT_COUNT
     if isinstance(data, bool) or not isinstance(data, int):
-        raise InvalidArgument(f"The input must be an integer, got: {data!r}.")
+        raise InvalidArgument(f"The input must be an integer, got: {_shown(data)}.")
     if data > MAX_COUNT:
-        raise InvalidArgument(f"The input must be at most {MAX_COUNT}, got: {data}.")
+        raise InvalidArgument(
+            f"The input must be at most {MAX_COUNT}, got: {_shown(data)}."
+        )
     return data if data > 0 else DEFAULT_COUNT
+
+
+def _shown(data: Any) -> str:
+    text = repr(data)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return text[:SHOWN_CHARACTERS] + "..."
 
 
 def tick_seconds() -> float:

@@ -50,11 +50,18 @@ JSON_TYPES = ("application/json",)
 class HttpError(Exception):
     """A request that is answered with an error before any flow runs."""
 
-    def __init__(self, http_code: int, status: str, message: str) -> None:
+    def __init__(
+        self,
+        http_code: int,
+        status: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.http_code = http_code
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
     @classmethod
     def of(cls, error: FlowError) -> HttpError:
@@ -73,7 +80,9 @@ def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response
             error.message,
             extra={"flow": flow.name},
         )
-        return error_response(error.http_code, error.status, error.message)
+        response = error_response(error.http_code, error.status, error.message)
+        response.headers.update(error.headers)
+        return response
     except Exception:
         logger.exception(
             "Request failed",
@@ -111,6 +120,7 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
             405,
             "INVALID_ARGUMENT",
             f"Method {request.method} is not allowed; use POST.",
+            headers={"Allow": "POST, OPTIONS"},
         )
 
     caller = _caller(flow, request)
@@ -156,7 +166,8 @@ def _read_data(request: flask.Request, options: StreamOptions) -> Any:
         raise HttpError(
             415,
             "INVALID_ARGUMENT",
-            f"Content-Type {mimetype!r} is not supported; send 'application/json'.",
+            f"Content-Type {mimetype[:100]!r} is not supported; "
+            "send 'application/json'.",
         )
 
     try:
