@@ -50,18 +50,11 @@ JSON_TYPES = ("application/json",)
 class HttpError(Exception):
     """A request that is answered with an error before any flow runs."""
 
-    def __init__(
-        self,
-        http_code: int,
-        status: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, http_code: int, status: str, message: str) -> None:
         super().__init__(message)
         self.http_code = http_code
         self.status = status
         self.message = message
-        self.headers = headers or {}
 
     @classmethod
     def of(cls, error: FlowError) -> HttpError:
@@ -80,9 +73,7 @@ def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response
             error.message,
             extra={"flow": flow.name},
         )
-        response = error_response(error.http_code, error.status, error.message)
-        response.headers.update(error.headers)
-        return response
+        return error_response(error.http_code, error.status, error.message)
     except Exception:
         logger.exception(
             "Request failed",
@@ -120,7 +111,6 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
             405,
             "INVALID_ARGUMENT",
             f"Method {request.method} is not allowed; use POST.",
-            headers={"Allow": "POST, OPTIONS"},
         )
 
     caller = _caller(flow, request)
