@@ -55,3 +55,39 @@ def test_arguments_override_environment() -> None:
 def test_invalid_values_are_rejected(variable: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         StreamOptions.from_env({variable: value})
+
+
+def test_environment_sets_limits_and_auth() -> None:
+    options = StreamOptions.from_env(
+        {
+            "STREAM_AUTH": "required",
+            "STREAM_MAX_REQUEST_BYTES": "1000",
+            "STREAM_MAX_JSON_DEPTH": "8",
+            "STREAM_MAX_CHUNK_BYTES": "2000",
+            "STREAM_MAX_OUTPUT_BYTES": "3000",
+            "STREAM_MAX_STREAMS_PER_INSTANCE": "40",
+            "STREAM_MAX_STREAMS_PER_CALLER": "4",
+        }
+    )
+
+    assert options.auth == "required"
+    assert options.max_request_bytes == 1000
+    assert options.max_json_depth == 8
+    assert options.max_chunk_bytes == 2000
+    assert options.max_output_bytes == 3000
+    assert options.max_streams_per_instance == 40
+    assert options.max_streams_per_caller == 4
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("STREAM_AUTH", "yes", "auth must be one of off, optional, required"),
+        ("STREAM_MAX_JSON_DEPTH", "8.5", "whole number"),
+        ("STREAM_MAX_REQUEST_BYTES", "0", "max_request_bytes must be at least 1"),
+        ("STREAM_MAX_STREAMS_PER_CALLER", "-2", "must be at least 1"),
+    ],
+)
+def test_invalid_limits_are_rejected(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        StreamOptions.from_env({variable: value})

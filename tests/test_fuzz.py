@@ -39,7 +39,7 @@ LATIN_1 = st.characters(min_codepoint=0xA0, max_codepoint=0xFF)
 
 @dataclass(frozen=True)
 class Target:
-    """The server under test and the credentials and streams it knows."""
+    """The server under test, a signed-in user, and two existing streams."""
 
     server: Server
     user: User
@@ -298,6 +298,7 @@ def _is_error(entry: dict[str, Any]) -> bool:
     if entry.get("severity") not in ("ERROR", "CRITICAL"):
         return False
     # NOTE: the Python gRPC client sometimes fails to parse a ListenResponse
-    # of the Firestore emulator ("Wire format was corrupt") on a listener's
-    # first stream, before any random request is sent; the listener retries.
+    # of the Firestore emulator ("Wire format was corrupt"). It was seen on
+    # the first stream of a server, before any random request, and that
+    # stream still ended correctly.
     return entry.get("logger") != "grpc._common"

@@ -7,9 +7,9 @@ anonymous.
 
 A stream records the uid of the caller that started it as its owner. A
 stream with an owner is open to that caller only; a stream without one is
-open to anyone who has its id. A caller that may not access a stream must be
-answered exactly as if the stream did not exist, so that the answer tells
-nothing about other users' streams.
+open to anyone who has its id. A request for a stream that the caller may
+not access gets the same response as a request for an unknown stream, so the
+response reveals nothing about other users' streams.
 
 With `FIREBASE_AUTH_EMULATOR_HOST` set, firebase-admin (7.7) accepts the
 unsigned tokens of the Auth emulator and checks neither signatures nor expiry

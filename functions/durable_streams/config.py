@@ -95,11 +95,12 @@ class StreamOptions:
     Anonymous callers are limited by `max_streams_per_instance` only."""
 
     auth: str = "off"
-    """Firebase Auth for requests: ``"off"`` ignores the Authorization
-    header, so the stream id alone grants access to a stream;
-    ``"optional"`` verifies a Bearer ID token when one is sent and makes its
-    user the stream's owner; ``"required"`` rejects requests without a
-    valid token."""
+    """Firebase Auth mode of requests, one of `AUTH_MODES`.
+
+    ``"off"`` ignores the Authorization header, so the stream id alone grants
+    access to a stream. ``"optional"`` verifies a Bearer ID token when one is
+    sent and makes its user the stream's owner. ``"required"`` also rejects
+    requests without a valid token."""
 
     max_pending_bytes: int = 16 * MIB
     """Chunks buffered before a flow's `send_chunk` blocks until they are

@@ -58,7 +58,7 @@ class HttpError(Exception):
 
     @classmethod
     def of(cls, error: FlowError) -> HttpError:
-        """Return the answer to a request that failed with `error`."""
+        """Return the error response for a request that failed with `error`."""
         return cls(http_status(error.status), error.status, error.message)
 
 
