@@ -320,7 +320,6 @@ def _call(
 
 
 def _run_call(flow: DurableFlow[Any, Any], input_value: Any) -> flask.Response:
-
     def check_chunk(chunk: Any) -> None:
         size = stored_size(encode_json(chunk))
         if size > flow.options.max_chunk_bytes:
