@@ -39,7 +39,7 @@ def test_caller_limit_spares_other_callers() -> None:
         slots.acquire("ada", StreamOptions(max_streams_per_instance=2))
 
 
-def test_release_is_idempotent_and_occupy_ignores_limits() -> None:
+def test_release_twice_and_occupy() -> None:
     slots = FlowSlots()
     slot = slots.acquire("ada", OPTIONS)
     slot.release()
@@ -61,7 +61,7 @@ def test_json_depth(value: object, depth: int) -> None:
     assert json_depth(value) == depth
 
 
-def test_json_depth_measures_values_deeper_than_recursion_limit() -> None:
+def test_json_depth_beyond_recursion_limit() -> None:
     value: object = []
     for _ in range(5000):
         value = [value]

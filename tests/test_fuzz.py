@@ -26,7 +26,7 @@ from support.servers import FUNCTIONS, Server
 from support.sse import stream
 
 REQUESTS = 600
-"""Requests one run sends; about 25 s on a 2-core machine."""
+"""Requests one run sends; they took 15 to 45 s on a shared 2-core machine."""
 
 READ_BYTES = 16 * 1024
 """Bytes read of each response before the connection is dropped."""
