@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,11 +204,17 @@ def requests(draw: st.DrawFn, target: Target) -> httpx.Request:
     ).items():
         headers[name] = value.encode("latin-1")
 
+    body = draw(bodies())
+    content: bytes | Iterator[bytes] = body
+    if draw(st.booleans()):
+        # Sent with chunked transfer encoding, without a Content-Length.
+        content = iter([body[:7], body[7:]])
+
     return httpx.Request(
         draw(methods()),
         target.server.base_url + draw(paths()),
         headers=headers,
-        content=draw(bodies()),
+        content=content,
     )
 
 
