@@ -9,6 +9,7 @@ from .errors import (
     FlowError,
     InvalidArgument,
     ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 from .flow import DurableFlow, durable_flow
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidArgument",
     "ResourceExhausted",
     "StreamOptions",
+    "Unauthenticated",
     "Unavailable",
     "durable_flow",
 ]
