@@ -14,6 +14,7 @@ from google.cloud import firestore
 from firestore_emulator import Emulator, start_emulator
 from support.auth_emulator import AuthEmulator
 from support.servers import Server, free_port, terminate_all
+from support.triggers import client_for
 
 PROJECT = "demo-streams-test"
 
@@ -82,3 +83,12 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerF
 @pytest.fixture
 def server(start_server: ServerFactory) -> Server:
     return start_server()
+
+
+@pytest.fixture(scope="module")
+def hooked_db(hooked_emulator: Emulator) -> Iterator[firestore.Client]:
+    """A client of the module's own emulator, `hooked_emulator`, which a test
+    module defines when it needs trigger deliveries."""
+    client = client_for(hooked_emulator)
+    yield client
+    client.close()
