@@ -13,8 +13,8 @@ from google.cloud import firestore
 
 from firestore_emulator import Emulator, start_emulator
 from support.auth_emulator import AuthEmulator
+from support.clients import client_for
 from support.servers import Server, free_port, terminate_all
-from support.triggers import client_for
 
 PROJECT = "demo-streams-test"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import queue
 import threading
 import time
@@ -19,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudevents.http import CloudEvent, from_http
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import firestore
 
 from durable_streams.events import WRITTEN
 from firestore_emulator import Emulator, start_emulator
@@ -37,24 +34,6 @@ def start_hooked_emulator(
         log_path=log_path,
         extra_args=(f"--functions_emulator=127.0.0.1:{functions_port}",),
     )
-
-
-def client_for(emulator: Emulator) -> firestore.Client:
-    """Return a client of `emulator`, whatever FIRESTORE_EMULATOR_HOST names.
-
-    The client reads the variable once, when it is created.
-    """
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
-    try:
-        return firestore.Client(
-            project=emulator.project, credentials=AnonymousCredentials()
-        )
-    finally:
-        if previous is None:
-            del os.environ["FIRESTORE_EMULATOR_HOST"]
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
 
 
 def register_trigger(emulator: Emulator, trigger_id: str, document: str) -> None:
