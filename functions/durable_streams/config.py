@@ -20,6 +20,7 @@ ENVIRONMENT: dict[str, str] = {
     "write_interval": "STREAM_WRITE_INTERVAL_SECONDS",
     "lease": "STREAM_LEASE_SECONDS",
     "retry_deadline": "STREAM_RETRY_DEADLINE_SECONDS",
+    "heartbeat": "STREAM_HEARTBEAT_SECONDS",
     "auth": "STREAM_AUTH",
     "max_request_bytes": "STREAM_MAX_REQUEST_BYTES",
     "max_json_depth": "STREAM_MAX_JSON_DEPTH",
@@ -62,6 +63,10 @@ class StreamOptions:
 
     retry_deadline: float = 30.0
     """How long a failing write is retried before the stream is failed."""
+
+    heartbeat: float = 15.0
+    """Longest silence on a standard SSE response before a comment line is
+    sent, so that proxies keep an idle connection open."""
 
     chunk_retention: float = 86400.0
     """How long chunk documents are kept if their stream never ends; when it
@@ -112,7 +117,14 @@ class StreamOptions:
                 "collection must be a collection id without '/', "
                 f"got: {self.collection!r}"
             )
-        for name in ("timeout", "ttl", "lease", "retry_deadline", "chunk_retention"):
+        for name in (
+            "timeout",
+            "ttl",
+            "lease",
+            "retry_deadline",
+            "heartbeat",
+            "chunk_retention",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(
                     f"{name} must be positive, got: {getattr(self, name)!r}"

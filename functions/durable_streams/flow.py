@@ -34,7 +34,9 @@ ALLOWED_HEADERS = [
     "Authorization",
     STREAM_ID_HEADER,
     "Last-Event-ID",
+    "Prefer",
 ]
+EXPOSED_HEADERS = [STREAM_ID_HEADER, "Location", "Preference-Applied"]
 
 
 class DurableFlow(Generic[InputT, OutputT]):
@@ -82,7 +84,7 @@ class DurableFlow(Generic[InputT, OutputT]):
             origins=_cors_origins(cors_origins),
             methods=ALLOWED_METHODS,
             allow_headers=ALLOWED_HEADERS,
-            expose_headers=[STREAM_ID_HEADER],
+            expose_headers=EXPOSED_HEADERS,
             max_age=3600,
         )(view)
 

@@ -1,4 +1,13 @@
-"""HTTP handling of a durable flow: start, reconnect, or a plain call.
+"""HTTP handling of a durable flow: start, reconnect, follow, or a plain call.
+
+- ``POST`` starts the flow, or with ``X-Genkit-Stream-Id`` reconnects to its
+  stream, in Genkit's dialect; without ``Accept: text/event-stream`` it is a
+  plain call, and with ``Prefer: respond-async`` it starts the stream and
+  returns 202 at once.
+- ``GET ?streamId=ID`` follows a stream in the standard SSE dialect, for
+  browsers' `EventSource`.
+- A reconnect in either dialect names the last position it saw with
+  ``Last-Event-ID`` or ``?lastEventId=N`` and gets what follows.
 
 Request checks happen before anything reaches Firestore, and every failure
 is answered with a Genkit error object and never with a traceback.
@@ -8,31 +17,34 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import flask
 
 from .auth import Caller, authenticate
+from .bodies import Dialect, EventStreamBody, GenkitFrames, StandardEvents
 from .context import FlowContext
 from .errors import FlowError
 from .hub import Subscription
 from .layout import stored_size
 from .limits import load_json, running_flows
 from .producer import INTERNAL_MESSAGE, encode_output
+from .sse import (
+    LAST_EVENT_ID_HEADER,
+    LAST_EVENT_ID_PARAMETER,
+    STREAM_ID_PARAMETER,
+    InvalidPosition,
+    parse_position,
+)
 from .store import is_transient
-from .streams import ChunkRun, StreamEnd, StreamEvent
 from .wire import (
     EVENT_STREAM,
     STREAM_ID_HEADER,
     accepts_event_stream,
-    chunk_frame,
     encode_json,
-    error_frame,
     error_json,
     http_status,
     is_valid_stream_id,
-    result_frame,
 )
 
 if TYPE_CHECKING:
@@ -40,9 +52,6 @@ if TYPE_CHECKING:
     from .flow import DurableFlow
 
 logger = logging.getLogger(__name__)
-
-WRITE_BYTES = 64 * 1024
-"""Frames are joined into pieces of about this size before they are sent."""
 
 JSON_TYPES = ("application/json",)
 
@@ -87,7 +96,7 @@ def error_response(http_code: int, status: str, message: str) -> flask.Response:
         error_json(status, message), status=http_code, content_type="application/json"
     )
     if http_code == 405:
-        response.headers["Allow"] = "POST, OPTIONS"
+        response.headers["Allow"] = "GET, POST, OPTIONS"
     if status == "UNAUTHENTICATED":
         response.headers["WWW-Authenticate"] = 'Bearer realm="durable-streams"'
     return response
@@ -106,11 +115,15 @@ def _caller(flow: DurableFlow[Any, Any], request: flask.Request) -> Caller:
 
 
 def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
+    if request.method == "GET":
+        return _follow_standard(flow, request)
+
     if request.method != "POST":
         raise HttpError(
             405,
             "INVALID_ARGUMENT",
-            f"Method {request.method} is not allowed; use POST.",
+            f"Method {request.method} is not allowed; use POST to start or "
+            "reconnect, or GET to follow a stream.",
         )
 
     caller = _caller(flow, request)
@@ -127,7 +140,7 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
                 f"A request with {STREAM_ID_HEADER} reconnects to a stream and needs "
                 f"'Accept: {EVENT_STREAM}'; the flow was not run again.",
             )
-        return _reconnect(flow, stream_id.strip(), caller)
+        return _reconnect(flow, stream_id.strip(), caller, _start_position(request))
 
     data = _read_data(request, flow.options)
     try:
@@ -135,9 +148,36 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
     except FlowError as error:
         raise HttpError.of(error) from None
 
+    if _prefers_async(request):
+        return _start_detached(flow, input_value, encode_json(data), caller)
     if streaming:
         return _start(flow, input_value, encode_json(data), caller)
     return _call(flow, input_value, caller)
+
+
+def _start_position(request: flask.Request) -> int:
+    """Return the first position the client has not seen: 0 unless the
+    request names the last one it saw."""
+    value = request.headers.get(LAST_EVENT_ID_HEADER)
+    if value is None or not value.strip():
+        value = request.args.get(LAST_EVENT_ID_PARAMETER)
+
+    try:
+        last_seen = parse_position(value)
+    except InvalidPosition as error:
+        raise HttpError(
+            400, "INVALID_ARGUMENT", f"{str(error).capitalize()}."
+        ) from None
+    return 0 if last_seen is None else last_seen + 1
+
+
+def _prefers_async(request: flask.Request) -> bool:
+    """Tell whether the request has ``Prefer: respond-async`` (RFC 7240)."""
+    for preference in request.headers.get("Prefer", "").split(","):
+        token = preference.split(";")[0].split("=")[0]
+        if token.strip().lower() == "respond-async":
+            return True
+    return False
 
 
 def _read_data(request: flask.Request, options: StreamOptions) -> Any:
@@ -182,11 +222,11 @@ def _too_large(limit: int) -> HttpError:
     )
 
 
-def _start(
+def _create_stream(
     flow: DurableFlow[Any, Any], input_value: Any, input_json: str, caller: Caller
-) -> flask.Response:
+) -> Subscription:
     try:
-        subscription = flow.manager.start(flow, input_value, input_json, caller=caller)
+        return flow.manager.start(flow, input_value, input_json, caller=caller)
     except FlowError as error:
         raise HttpError.of(error) from None
     except Exception:
@@ -194,18 +234,69 @@ def _start(
         raise HttpError(
             503, "UNAVAILABLE", "The stream could not be created; try again."
         ) from None
-    return _event_stream(flow, subscription, 0)
+
+
+def _start(
+    flow: DurableFlow[Any, Any], input_value: Any, input_json: str, caller: Caller
+) -> flask.Response:
+    subscription = _create_stream(flow, input_value, input_json, caller)
+    return _event_stream(flow, subscription, 0, GenkitFrames())
+
+
+def _start_detached(
+    flow: DurableFlow[Any, Any], input_value: Any, input_json: str, caller: Caller
+) -> flask.Response:
+    """Start a stream and return 202 with its id, to be followed with GET.
+
+    NOTE: on Cloud Functions with request-based billing, an instance whose
+    last request ended gets little CPU, so the flow runs slowly until a
+    follower's request lands on that instance or another instance takes the
+    stream over when the lease expires.
+    """
+    subscription = _create_stream(flow, input_value, input_json, caller)
+    stream_id = subscription.stream_id
+    subscription.close()
+
+    response = flask.Response(
+        encode_json({"streamId": stream_id}),
+        status=202,
+        content_type="application/json",
+    )
+    response.headers[STREAM_ID_HEADER] = stream_id
+    response.headers["Location"] = f"?{STREAM_ID_PARAMETER}={stream_id}"
+    response.headers["Preference-Applied"] = "respond-async"
+    return response
 
 
 def _reconnect(
-    flow: DurableFlow[Any, Any], stream_id: str, caller: Caller
+    flow: DurableFlow[Any, Any], stream_id: str, caller: Caller, start: int
 ) -> flask.Response:
     if not is_valid_stream_id(stream_id):
         logger.info("Reconnect with a malformed stream id", extra={"flow": flow.name})
         return flask.Response(status=204)
 
+    subscription = _subscribe(flow, stream_id, caller)
+    if subscription is None:
+        logger.info(
+            "Reconnect to an unknown or inaccessible stream",
+            extra={"stream_id": stream_id},
+        )
+        return flask.Response(status=204)
+
+    logger.info(
+        "Reconnected to stream at position %d",
+        start,
+        extra={"stream_id": stream_id, "flow": flow.name},
+    )
+    return _event_stream(flow, subscription, start, GenkitFrames())
+
+
+def _subscribe(
+    flow: DurableFlow[Any, Any], stream_id: str, caller: Caller
+) -> Subscription | None:
+    """Subscribe to a stream; a Firestore failure that may pass gets 503."""
     try:
-        subscription = flow.manager.subscribe(stream_id, caller=caller)
+        return flow.manager.subscribe(stream_id, caller=caller)
     except Exception as error:
         if not is_transient(error):
             raise
@@ -215,95 +306,70 @@ def _reconnect(
         raise HttpError(
             503, "UNAVAILABLE", "The stream cannot be read right now; try again."
         ) from None
+
+
+def _follow_standard(
+    flow: DurableFlow[Any, Any], request: flask.Request
+) -> flask.Response:
+    """Follow a stream in the standard SSE dialect (``GET ?streamId=ID``).
+
+    A client that has seen the final event gets 204, which stops
+    `EventSource` from reconnecting.
+
+    NOTE: `EventSource` cannot send an Authorization header, so a browser
+    follows this way only streams without an owner; with auth on, clients
+    that can send headers follow their own streams here too.
+    """
+    stream_id = (request.args.get(STREAM_ID_PARAMETER) or "").strip()
+    if not stream_id:
+        raise HttpError(
+            400,
+            "INVALID_ARGUMENT",
+            "A GET request follows a stream and needs its id: "
+            f"?{STREAM_ID_PARAMETER}=<id>. Start a stream with POST.",
+        )
+    if not is_valid_stream_id(stream_id):
+        raise HttpError(400, "INVALID_ARGUMENT", f"{stream_id!r} is not a stream id.")
+    start = _start_position(request)
+    caller = _caller(flow, request)
+
+    subscription = _subscribe(flow, stream_id, caller)
     if subscription is None:
+        raise HttpError(
+            404,
+            "NOT_FOUND",
+            f"Stream {stream_id!r} was not found; it may have expired.",
+        )
+
+    state = subscription.state
+    if state is not None and state.ended and start > state.count:
+        subscription.close()
         logger.info(
-            "Reconnect to an unknown or inaccessible stream",
-            extra={"stream_id": stream_id},
+            "Follower has seen the whole stream", extra={"stream_id": stream_id}
         )
         return flask.Response(status=204)
 
     logger.info(
-        "Reconnected to stream", extra={"stream_id": stream_id, "flow": flow.name}
+        "Following stream as standard SSE from position %d",
+        start,
+        extra={"stream_id": stream_id, "flow": flow.name},
     )
-    return _event_stream(flow, subscription, 0)
+    dialect = StandardEvents(start, flow.options.heartbeat)
+    return _event_stream(flow, subscription, start, dialect)
 
 
 def _event_stream(
-    flow: DurableFlow[Any, Any], subscription: Subscription, start: int
+    flow: DurableFlow[Any, Any],
+    subscription: Subscription,
+    start: int,
+    dialect: Dialect,
 ) -> flask.Response:
-    body = EventStreamBody(flow, subscription, start)
+    body = EventStreamBody(flow, subscription, start, dialect)
     response = flask.Response(body, status=200, content_type=EVENT_STREAM)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     response.headers[STREAM_ID_HEADER] = subscription.stream_id
     return response
-
-
-class EventStreamBody:
-    """The body of an SSE response; closing it releases the subscription.
-
-    A WSGI server closes the body even when it never iterated it, so the
-    subscription cannot leak when a client disconnects before the first byte.
-    """
-
-    def __init__(
-        self, flow: DurableFlow[Any, Any], subscription: Subscription, start: int
-    ) -> None:
-        self._flow = flow
-        self._subscription = subscription
-        self._start = start
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> Iterator[bytes]:
-        # An empty first piece makes the server send the headers at once, so
-        # a client that drops before the first chunk still has the stream id.
-        yield b""
-        events = self._flow.manager.follow(
-            self._subscription, self._start, self._flow.options
-        )
-        try:
-            yield from render(events)
-        except Exception:
-            logger.exception(
-                "Following the stream failed",
-                extra={"stream_id": self._subscription.stream_id},
-            )
-            yield error_frame("INTERNAL", INTERNAL_MESSAGE).encode()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._subscription.close()
-
-
-def render(events: Iterator[StreamEvent]) -> Iterator[bytes]:
-    """Turn stream events into Genkit frames, joined into pieces of ~64 KiB."""
-    for event in events:
-        if isinstance(event, StreamEnd):
-            yield _end_frame(event).encode()
-            return
-        yield from _chunk_pieces(event)
-
-
-def _chunk_pieces(run: ChunkRun) -> Iterator[bytes]:
-    piece: list[str] = []
-    size = 0
-    for offset, text in enumerate(run.texts):
-        frame = chunk_frame(text, run.first + offset)
-        piece.append(frame)
-        size += len(frame)
-        if size >= WRITE_BYTES:
-            yield "".join(piece).encode()
-            piece, size = [], 0
-    if piece:
-        yield "".join(piece).encode()
-
-
-def _end_frame(end: StreamEnd) -> str:
-    if end.result_json is not None:
-        return result_frame(end.result_json)
-    return error_frame(end.error_status or "UNKNOWN", end.error_message or "")
 
 
 def _call(

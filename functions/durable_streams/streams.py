@@ -53,11 +53,17 @@ class ChunkRun:
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The end of a stream: its output or its error."""
+    """The end of a stream: its output or its error.
+
+    `position` is the stream's chunk count when the end is the one stored in
+    the record, and None when a follower gave up on a stream that may still
+    run (a timeout, or a record that vanished).
+    """
 
     result_json: str | None = None
     error_status: str | None = None
     error_message: str | None = None
+    position: int | None = None
 
     @classmethod
     def failure(cls, status: str, message: str) -> StreamEnd:
@@ -66,11 +72,22 @@ class StreamEnd:
     @classmethod
     def of(cls, state: StreamState) -> StreamEnd:
         if state.status is Status.DONE:
-            return cls(result_json=state.result_json or "null")
-        return cls.failure(state.error_status or "UNKNOWN", state.error_message or "")
+            return cls(result_json=state.result_json or "null", position=state.count)
+        return cls(
+            error_status=state.error_status or "UNKNOWN",
+            error_message=state.error_message or "",
+            position=state.count,
+        )
 
 
-StreamEvent = ChunkRun | StreamEnd
+@dataclass(frozen=True)
+class Idle:
+    """A pause with nothing new, yielded so that a caller can send a keep-alive."""
+
+
+StreamEvent = ChunkRun | StreamEnd | Idle
+
+IDLE = Idle()
 
 
 class StreamManager:
@@ -215,13 +232,16 @@ class StreamManager:
     ) -> Iterator[StreamEvent]:
         """Yield the chunks from position `start` on, live, then the end.
 
+        A position past the chunks stored so far waits for them. While it
+        waits, `IDLE` comes at least every `options.heartbeat` seconds.
+
         Gives up with DEADLINE_EXCEEDED after `options.timeout` without any
         change of the record. A healthy producer renews its lease every third
         of `options.lease`, so this happens only when the stream is stuck.
         """
         cursor = start
         last_change = time.monotonic()
-        check_every = min(options.renew_interval, options.timeout)
+        check_every = min(options.renew_interval, options.timeout, options.heartbeat)
 
         while True:
             version = subscription.version
@@ -251,7 +271,9 @@ class StreamManager:
                 yield StreamEnd.of(state)
                 return
 
-            if subscription.wait(version, check_every):
+            changed = subscription.wait(version, check_every)
+            yield IDLE
+            if changed:
                 last_change = time.monotonic()
                 continue
 
