@@ -14,6 +14,7 @@ from google.cloud import firestore
 from firestore_emulator import Emulator, start_emulator
 from support.auth_emulator import AuthEmulator
 from support.clients import client_for
+from support.proxy import TcpProxy
 from support.servers import Server, free_port, terminate_all
 
 PROJECT = "demo-streams-test"
@@ -61,6 +62,7 @@ def server_env(emulator: Emulator, collection: str) -> dict[str, str]:
         "FIRESTORE_STREAMS_COLLECTION": collection,
         "COUNTDOWN_TICK_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
     }
 
 
@@ -92,3 +94,11 @@ def hooked_db(hooked_emulator: Emulator) -> Iterator[firestore.Client]:
     client = client_for(hooked_emulator)
     yield client
     client.close()
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of `server`, to cut its connections."""
+    running = TcpProxy(server.port).up()
+    yield running
+    running.down()
