@@ -27,6 +27,24 @@ def free_port() -> int:
         return port
 
 
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> None:
+    """Wait until a process listens on a loopback port; raise if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            logs = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server exited with {process.returncode}:\n{logs}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    logs = log_path.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"server did not listen in {timeout} s:\n{logs}")
+
+
 class Server:
     """A functions-framework process serving one target on a loopback port.
 
