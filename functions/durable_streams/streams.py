@@ -241,7 +241,8 @@ class StreamManager:
         """
         cursor = start
         last_change = time.monotonic()
-        check_every = min(options.renew_interval, options.timeout, options.heartbeat)
+        check_every = min(options.renew_interval, options.timeout)
+        wait_at_most = min(check_every, options.heartbeat)
 
         while True:
             version = subscription.version
@@ -271,7 +272,7 @@ class StreamManager:
                 yield StreamEnd.of(state)
                 return
 
-            changed = subscription.wait(version, check_every)
+            changed = subscription.wait(version, wait_at_most)
             yield IDLE
             if changed:
                 last_change = time.monotonic()
