@@ -129,7 +129,7 @@ def test_genkit_client_resumed_error_keeps_status(server: Server) -> None:
 
     outcome = run_client(server.url("fail"), data, drop_after=1)
 
-    # Genkit's own managers may answer INTERNAL here; the status is kept.
+    # Genkit's own managers may return INTERNAL here; the status is kept.
     assert outcome["before"] == [0]
     assert outcome["error"] == "ABORTED: failed on purpose\nundefined"
     assert is_prefix(outcome["after"], [0, 1, 2])
