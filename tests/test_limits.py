@@ -117,7 +117,8 @@ def test_reconnect_with_malformed_id_gets_204(server: Server, stream_id: str) ->
 @pytest.mark.parametrize(
     ("method", "body", "headers", "code", "status"),
     [
-        ("GET", None, {}, 405, "INVALID_ARGUMENT"),
+        ("GET", None, {}, 400, "INVALID_ARGUMENT"),
+        ("PUT", None, {}, 405, "INVALID_ARGUMENT"),
         ("POST", b"\xff\xfe\xfa", JSON_HEADERS, 400, "INVALID_ARGUMENT"),
         ("POST", b'{"data": 1e400}', JSON_HEADERS, 400, "INVALID_ARGUMENT"),
         ("POST", b'{"data": -1e400}', JSON_HEADERS, 400, "INVALID_ARGUMENT"),
