@@ -74,7 +74,7 @@ def test_emulator_ports_avoid_scripts_run() -> None:
     run_script = (ROOT / "scripts" / "run").read_text()
     run_ports = {int(port) for port in re.findall(r"PORT:-(\d+)", run_script)}
 
-    assert run_ports == {8080, 8180}
+    assert run_ports == {8080, 8081, 8180}
     assert len(set(ports)) == len(ports)
     assert not set(ports) & run_ports
 
