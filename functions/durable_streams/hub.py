@@ -44,6 +44,7 @@ class _Entry:
         self.last_refresh = -float("inf")
         self.callbacks: list[StateCallback] = []
         self.recovery_lock = threading.Lock()
+        self.last_recovery = -float("inf")
 
     def accept(self, state: StreamState | None, *, force: bool = False) -> bool:
         """Store a state if it is newer than the known one; tell whether it was."""
@@ -93,6 +94,20 @@ class Subscription:
     @property
     def recovery_lock(self) -> threading.Lock:
         return self._entry.recovery_lock
+
+    def claim_recovery(self, min_interval: float) -> bool:
+        """Tell whether this reader may try to recover the stream now.
+
+        Call it holding `recovery_lock`. It returns False when an attempt
+        started on this instance less than `min_interval` seconds ago, so the
+        readers of a dead stream read its record once per interval between
+        them, however many they are.
+        """
+        now = time.monotonic()
+        if now - self._entry.last_recovery < min_interval:
+            return False
+        self._entry.last_recovery = now
+        return True
 
     @property
     def listener_idle(self) -> float:
@@ -168,11 +183,21 @@ class StreamHub:
         return subscription
 
     def publish(self, state: StreamState, *, force: bool = False) -> None:
-        """Share a state written by a local producer with local readers."""
+        """Share a state this instance wrote or has just read with local readers.
+
+        A state older than the known one is ignored unless `force` is set.
+        """
         with self._lock:
             entry = self._entries.get(state.stream_id)
         if entry is not None:
             entry.accept(state, force=force)
+
+    def publish_gone(self, stream_id: str) -> None:
+        """Tell local readers that the stream's record no longer exists."""
+        with self._lock:
+            entry = self._entries.get(stream_id)
+        if entry is not None:
+            entry.accept(None)
 
     def refresh(self, entry: _Entry) -> None:
         now = time.monotonic()

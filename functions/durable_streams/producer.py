@@ -56,6 +56,9 @@ emulator's gRPC server takes at most 4 MiB per message."""
 RECORD_BUDGET = 900 * KIB
 """Bytes the record may reach, below Firestore's 1 MiB document limit."""
 
+LEASE_LOST_LOG = "Another instance holds the stream's lease now; this producer stops"
+GONE_LOG = "Stream record was deleted while the stream ran; this producer stops"
+
 INTERNAL_MESSAGE = "Internal error."
 UNSAVED_MESSAGE = "The stream could not be saved to Firestore."
 
@@ -94,7 +97,7 @@ class Producer:
         self._halted = False
         self._stop_flow = threading.Event()
         self._last_write_start = -float("inf")
-        self._last_write_end = time.monotonic()
+        self._renew_at = self._renewal_time()
         self._subscription: Subscription | None = None
         self._on_finished = on_finished
         self._threads_running = 2
@@ -203,12 +206,10 @@ class Producer:
             while self._write_next():
                 pass
         except LeaseLost:
-            logger.warning(
-                "Another instance took over the stream; this producer stops",
-                extra=self._log,
-            )
+            self._stop(LEASE_LOST_LOG)
         except StreamGone:
-            logger.warning("Stream record was deleted while running", extra=self._log)
+            self._stop(GONE_LOG)
+            self._hub.publish_gone(self.stream_id)
         except StoreError as error:
             logger.error("Stream failed: %s", error, extra=self._log)
             self._fail_unsaved()
@@ -239,7 +240,7 @@ class Producer:
                 now = time.monotonic()
                 has_work = bool(self._pending) or self._ending is not None
                 write_at = self._last_write_start + self._options.write_interval
-                renew_at = self._last_write_end + self._options.renew_interval
+                renew_at = self._renew_at
                 if (has_work and now >= write_at) or now >= renew_at:
                     break
                 wake_at = min(write_at, renew_at) if has_work else renew_at
@@ -257,7 +258,7 @@ class Producer:
 
         self._last_write_start = time.monotonic()
         self._write(batch, ending)
-        self._last_write_end = time.monotonic()
+        self._renew_at = self._renewal_time()
 
         with self._condition:
             self._pending_bytes -= batch_bytes
@@ -312,6 +313,19 @@ class Producer:
         self._hub.publish(
             StreamState.from_record(self.stream_id, self._record, update_time)
         )
+
+    def _renewal_time(self) -> float:
+        """Return the `time.monotonic()` at which the lease is to be renewed:
+        a renewal interval after the lease started.
+
+        The lease counts from before its write, so a slow write (a cold start's
+        first call, a retried one) leaves less of it, and the renewal comes
+        sooner.
+        """
+        expires_at: datetime.datetime = self._record[fields.LEASE]["expiresAt"]
+        lease_left = (expires_at - utc_now()).total_seconds()
+        renew_before_end = self._options.lease - self._options.renew_interval
+        return time.monotonic() + lease_left - renew_before_end
 
     def _commit(
         self, record_fields: dict[str, Any], placement: Placement
@@ -407,8 +421,10 @@ class Producer:
     # State changes seen by the listener
 
     def _on_state(self, state: StreamState | None) -> None:
-        if state is None or state.lease.token != self._token:
-            self._halt()
+        if state is None:
+            self._stop(GONE_LOG)
+        elif state.lease.token != self._token:
+            self._stop(LEASE_LOST_LOG)
         elif state.cancel_requested and not state.ended:
             self.cancel()
 
@@ -417,6 +433,14 @@ class Producer:
             self._halted = True
             self._condition.notify_all()
         self._stop_flow.set()
+
+    def _stop(self, message: str) -> None:
+        """Halt for good without writing again; log why if still running."""
+        with self._condition:
+            running = not self._halted
+        self._halt()
+        if running:
+            logger.warning(message, extra=self._log)
 
     def _fail_unsaved(self) -> None:
         """Tell local readers that the stream failed, and record it.
@@ -438,7 +462,10 @@ class Producer:
             try:
                 self._write([], ending)
                 return
-            except (LeaseLost, StreamGone):
+            except LeaseLost:
+                return
+            except StreamGone:
+                self._hub.publish_gone(self.stream_id)
                 return
             except Exception as error:
                 if self._halted:

@@ -16,7 +16,7 @@ from google.api_core.retry import exponential_sleep_generator
 from . import record as fields
 from .auth import ANONYMOUS, Caller, may_access
 from .config import StreamOptions
-from .errors import FlowError
+from .errors import Cancelled, FlowError, Unavailable
 from .hub import StreamHub, Subscription
 from .limits import running_flows
 from .producer import Producer
@@ -40,7 +40,17 @@ stream is checked by reading the record."""
 CREATE_DEADLINE = 10.0
 """Seconds a new stream's record creation is retried before the request fails."""
 
+RECOVERY_INTERVAL = 1.0
+"""Seconds between two attempts of one instance to recover one stream."""
+
+MIN_WAIT = 0.05
+"""Shortest wait of a reader for news before it looks at the stream again."""
+
+CANCEL_ATTEMPTS = 5
+"""Times a cancel request is tried again when the record changes under it."""
+
 DEAD_PRODUCER_MESSAGE = "The stream's producer stopped before the stream ended."
+GONE_MESSAGE = "The stream no longer exists."
 
 
 @dataclass(frozen=True)
@@ -237,18 +247,19 @@ class StreamManager:
 
         Gives up with DEADLINE_EXCEEDED after `options.timeout` without any
         change of the record. A healthy producer renews its lease every third
-        of `options.lease`, so this happens only when the stream is stuck.
+        of `options.lease`, so this happens only when the stream is stuck. A
+        producer that misses its lease is noticed within `LEASE_GRACE` of the
+        lease's end and the stream is recovered (see `recover`).
         """
         cursor = start
         last_change = time.monotonic()
         check_every = min(options.renew_interval, options.timeout)
-        wait_at_most = min(check_every, options.heartbeat)
 
         while True:
             version = subscription.version
             state = subscription.state
             if state is None:
-                yield StreamEnd.failure("NOT_FOUND", "The stream no longer exists.")
+                yield StreamEnd.failure("NOT_FOUND", GONE_MESSAGE)
                 return
 
             if cursor < state.tail_start:
@@ -259,7 +270,7 @@ class StreamManager:
                         yield ChunkRun(cursor, texts)
                         cursor += len(texts)
                 except WriteConflict:
-                    yield StreamEnd.failure("NOT_FOUND", "The stream no longer exists.")
+                    yield StreamEnd.failure("NOT_FOUND", GONE_MESSAGE)
                     return
                 continue
 
@@ -272,7 +283,8 @@ class StreamManager:
                 yield StreamEnd.of(state)
                 return
 
-            changed = subscription.wait(version, wait_at_most)
+            wait = self._check_producer(subscription, state, check_every)
+            changed = subscription.wait(version, min(wait, options.heartbeat))
             yield IDLE
             if changed:
                 last_change = time.monotonic()
@@ -285,9 +297,7 @@ class StreamManager:
                 )
                 return
 
-            if state.lease_expired(utc_now(), LEASE_GRACE):
-                self.recover(subscription)
-            elif subscription.listener_idle >= QUIET_LISTENER_RENEWALS * check_every:
+            if subscription.listener_idle >= QUIET_LISTENER_RENEWALS * check_every:
                 # A running producer writes at least every `check_every`, so
                 # the listener missed something. Seen with listeners that stop
                 # silently, and with the emulator: about 1 listener start in
@@ -295,33 +305,34 @@ class StreamManager:
                 # google-cloud-firestore 2.34.1, and the change is lost.
                 subscription.refresh()
 
+    def _check_producer(
+        self, subscription: Subscription, state: StreamState, check_every: float
+    ) -> float:
+        """Recover the stream if its lease has run out; return how long to wait
+        for a change before looking again."""
+        now = utc_now()
+        if state.lease_expired(now, LEASE_GRACE):
+            self.recover(subscription)
+            return RECOVERY_INTERVAL
+
+        lease_left = (state.lease.expires_at - now).total_seconds() + LEASE_GRACE
+        return max(min(check_every, lease_left), MIN_WAIT)
+
     def recover(self, subscription: Subscription) -> None:
-        """Resume or fail a running stream whose producer missed its lease.
+        """Resume, fail or cancel a running stream whose producer missed its lease.
 
-        A resumable flow registered on this instance is resumed here from the
-        last committed chunk; any other stream is marked failed. A write
+        A stream with a pending cancel request ends as cancelled. A resumable
+        flow registered on this instance is resumed here from the last
+        committed chunk; any other stream is marked failed. A write
         conditional on the record's update time makes sure that only one
-        instance acts, and that a late producer is fenced off.
+        instance acts, and that a late producer is fenced off. Instance-wide,
+        one attempt per stream starts every `RECOVERY_INTERVAL` at most.
         """
-        from .flow import registered_flow
-
         if not subscription.recovery_lock.acquire(blocking=False):
             return
         try:
-            found = self.store.get(subscription.stream_id)
-            if found is None:
-                return
-            stored, update_time = found
-            state = StreamState.from_record(subscription.stream_id, stored, update_time)
-            if not state.lease_expired(utc_now(), LEASE_GRACE):
-                subscription.refresh()
-                return
-
-            flow = registered_flow(state.flow)
-            if flow is not None and flow.resumable:
-                self._take_over(subscription.stream_id, flow, stored, update_time)
-            else:
-                self._fail_dead(state, stored)
+            if subscription.claim_recovery(RECOVERY_INTERVAL):
+                self._recover(subscription.stream_id)
         except WriteConflict:
             logger.info(
                 "Another instance recovered the stream first",
@@ -338,6 +349,28 @@ class StreamManager:
         finally:
             subscription.recovery_lock.release()
 
+    def _recover(self, stream_id: str) -> None:
+        from .flow import registered_flow
+
+        found = self.store.get(stream_id)
+        if found is None:
+            self.hub.publish_gone(stream_id)
+            return
+
+        stored, update_time = found
+        state = StreamState.from_record(stream_id, stored, update_time)
+        if not state.lease_expired(utc_now(), LEASE_GRACE):
+            self.hub.publish(state)
+            return
+
+        flow = registered_flow(state.flow)
+        if state.cancel_requested:
+            self._end_dead(state, stored, Status.CANCELLED)
+        elif flow is not None and flow.resumable:
+            self._take_over(stream_id, flow, stored, update_time)
+        else:
+            self._end_dead(state, stored, Status.FAILED)
+
     def cancel(
         self, stream_id: str, *, caller: Caller = ANONYMOUS
     ) -> StreamState | None:
@@ -351,7 +384,7 @@ class StreamManager:
         if not is_valid_stream_id(stream_id):
             return None
 
-        for _ in range(5):
+        for _ in range(CANCEL_ATTEMPTS):
             found = self.store.get(stream_id)
             if found is None:
                 return None
@@ -359,13 +392,11 @@ class StreamManager:
             state = StreamState.from_record(stream_id, stored, update_time)
             if state.is_expired(utc_now()) or not may_access(caller, state.owner):
                 return None
-            if state.ended:
+            if state.ended or state.cancel_requested:
                 return state
 
             if state.lease_expired(utc_now(), LEASE_GRACE):
-                changes = self._ending_fields(
-                    stored, Status.CANCELLED, "CANCELLED", "The stream was cancelled."
-                )
+                changes = self._ending_fields(stored, Status.CANCELLED)
             else:
                 changes = {fields.CANCEL_REQUESTED: True}
             try:
@@ -374,10 +405,36 @@ class StreamManager:
                 )
             except WriteConflict:
                 continue
+
             logger.info("Stream cancel requested", extra={"stream_id": stream_id})
-            return StreamState.from_record(stream_id, {**stored, **changes}, new_time)
+            cancelled = StreamState.from_record(
+                stream_id, {**stored, **changes}, new_time
+            )
+            self.hub.publish(cancelled)
+            return cancelled
 
         raise WriteConflict(f"stream {stream_id!r} kept changing while being cancelled")
+
+    def wait_for_end(
+        self, state: StreamState, options: StreamOptions, timeout: float
+    ) -> StreamState | None:
+        """Wait up to `timeout` seconds for a stream to end; return its latest
+        state, None if it no longer exists.
+
+        A producer that missed its lease meanwhile is dealt with as a reader
+        would, so a stream whose producer is dead ends here too.
+        """
+        deadline = time.monotonic() + timeout
+        with self.hub.subscribe(state.stream_id, initial=state) as subscription:
+            while True:
+                version = subscription.version
+                latest = subscription.state
+                left = deadline - time.monotonic()
+                if latest is None or latest.ended or left <= 0:
+                    return latest
+                check_every = min(options.renew_interval, options.timeout)
+                wait = self._check_producer(subscription, latest, check_every)
+                subscription.wait(version, min(wait, left))
 
     def _take_over(
         self,
@@ -409,9 +466,8 @@ class StreamManager:
                 error,
                 extra={"stream_id": stream_id},
             )
-            self._fail_dead(
-                StreamState.from_record(stream_id, stored, update_time), stored
-            )
+            state = StreamState.from_record(stream_id, stored, update_time)
+            self._end_dead(state, stored, Status.FAILED)
             return
 
         new_time = self.store.update_if_unchanged(
@@ -442,31 +498,38 @@ class StreamManager:
             },
         )
 
-    def _fail_dead(self, state: StreamState, stored: dict[str, Any]) -> None:
-        changes = self._ending_fields(
-            stored, Status.FAILED, "UNAVAILABLE", DEAD_PRODUCER_MESSAGE
-        )
-        self.store.update_if_unchanged(
+    def _end_dead(
+        self, state: StreamState, stored: dict[str, Any], status: Status
+    ) -> None:
+        """End a stream whose producer is dead as failed or cancelled."""
+        changes = self._ending_fields(stored, status)
+        new_time = self.store.update_if_unchanged(
             state.stream_id, changes, expected=state.update_time
         )
+        self.hub.publish(
+            StreamState.from_record(state.stream_id, {**stored, **changes}, new_time)
+        )
         logger.warning(
-            "Stream failed because its producer stopped",
+            "Stream ended %s because its producer stopped",
+            status,
             extra={"stream_id": state.stream_id, "flow": state.flow},
         )
 
-    def _ending_fields(
-        self, stored: dict[str, Any], status: Status, error_status: str, message: str
-    ) -> dict[str, Any]:
+    def _ending_fields(self, stored: dict[str, Any], status: Status) -> dict[str, Any]:
         """Return the fields that end a stream without its producer.
 
         The lease token moves on, so a producer that was only paused can no
         longer write.
         """
+        if status is Status.CANCELLED:
+            error: FlowError = Cancelled()
+        else:
+            error = Unavailable(DEAD_PRODUCER_MESSAGE)
         now = utc_now()
         lease = Lease(self.instance_id, int(stored[fields.LEASE]["token"]) + 1, now)
         return {
             fields.STATUS: status.value,
-            fields.ERROR: {"status": error_status, "message": message},
+            fields.ERROR: {"status": error.status, "message": error.message},
             fields.ENDED_AT: now,
             fields.UPDATED_AT: now,
             fields.EXPIRES_AT: fields.ended_expiry(
