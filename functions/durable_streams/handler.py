@@ -1,4 +1,5 @@
-"""HTTP handling of a durable flow: start, reconnect, follow, or a plain call.
+"""HTTP handling of a durable flow: start, reconnect, follow, cancel, or a
+plain call.
 
 - ``POST`` starts the flow, or with ``X-Genkit-Stream-Id`` reconnects to its
   stream, in Genkit's dialect; without ``Accept: text/event-stream`` it is a
@@ -8,6 +9,8 @@
   browsers' `EventSource`.
 - A reconnect in either dialect names the last position it saw with
   ``Last-Event-ID`` or ``?lastEventId=N`` and gets what follows.
+- ``POST <flow URL>/cancel`` with ``X-Genkit-Stream-Id`` cancels the stream
+  (see `cancel`).
 
 Request checks happen before anything reaches Firestore, and every failure
 is answered with a Genkit error object and never with a traceback.
@@ -23,6 +26,7 @@ import flask
 
 from .auth import Caller, authenticate
 from .bodies import Dialect, EventStreamBody, GenkitFrames, StandardEvents
+from .cancel import is_cancel_request, serve_cancel
 from .context import FlowContext
 from .errors import FlowError
 from .hub import Subscription
@@ -115,6 +119,9 @@ def _caller(flow: DurableFlow[Any, Any], request: flask.Request) -> Caller:
 
 
 def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
+    if is_cancel_request(request):
+        return serve_cancel(flow, request)
+
     if request.method == "GET":
         return _follow_standard(flow, request)
 
@@ -127,6 +134,9 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
         )
 
     caller = _caller(flow, request)
+    if is_cancel_request(request):
+        return serve_cancel(flow, request, caller)
+
     streaming = accepts_event_stream(request.headers.get("Accept")) or (
         request.args.get("stream") == "true"
     )
