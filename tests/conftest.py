@@ -14,10 +14,13 @@ from google.cloud import firestore
 from firestore_emulator import Emulator, start_emulator
 from support.auth_emulator import AuthEmulator
 from support.clients import client_for
+from support.fault_report import fault_report, pytest_terminal_summary
 from support.proxy import TcpProxy
 from support.servers import Server, free_port, terminate_all
 
 PROJECT = "demo-streams-test"
+
+__all__ = ["fault_report", "pytest_terminal_summary"]
 
 ServerFactory = Callable[..., Server]
 

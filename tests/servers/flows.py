@@ -8,6 +8,7 @@ server made for a stream, so tests can count writes per document, and
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from durable_streams.logs import configure_logging
 from durable_streams.runtime import get_runtime
 
 configure_logging()
+logger = logging.getLogger(__name__)
 
 _commits: dict[str, list[dict[str, Any]]] = {}
 _commits_lock = threading.Lock()
@@ -61,10 +63,20 @@ def blast(data: dict[str, Any], context: FlowContext) -> dict[str, int]:
 
 
 def ticker(data: dict[str, Any], context: FlowContext) -> str:
-    """Send `count` chunks, one per `tick` seconds; not resumable."""
-    for index in range(data["count"]):
-        context.sleep(data.get("tick", 0.1))
-        context.send_chunk(index)
+    """Send `count` chunks, one per `tick` seconds; not resumable. Logs the
+    number of chunks sent when the flow stops, however it stops."""
+    sent = 0
+    try:
+        for index in range(data["count"]):
+            context.sleep(data.get("tick", 0.1))
+            context.send_chunk(index)
+            sent += 1
+    finally:
+        logger.info(
+            "ticker flow stopped after %d chunks",
+            sent,
+            extra={"stream_id": context.stream_id},
+        )
     return "ticked"
 
 

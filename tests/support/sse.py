@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class StreamResult:
     stream_id: str | None
     headers: httpx.Headers
     frames: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """`time.monotonic()` when each frame arrived."""
 
     @property
     def chunks(self) -> list[Any]:
@@ -108,6 +111,7 @@ def stream(
             return result
         for frame in iter_frames(response):
             result.frames.append(frame)
+            result.arrivals.append(time.monotonic())
             if max_frames is not None and len(result.frames) >= max_frames:
                 break
     return result
