@@ -23,7 +23,7 @@ STREAMS = countdown_flow.options
     timeout_sec=3600,
     memory=options.MemoryOption.MB_512,
     cpu=1,
-    concurrency=80,
+    concurrency=250,
 )
 def countdown(request: flask.Request) -> flask.Response:
     """Start, resume or call the countdown flow."""

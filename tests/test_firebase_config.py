@@ -245,7 +245,7 @@ def test_deploy_discovers_countdown_options(
 
     assert countdown["httpsTrigger"] == {}
     assert countdown["timeoutSeconds"] == 3600
-    assert countdown["concurrency"] == 80
+    assert countdown["concurrency"] == 250
     assert countdown["cpu"] == 1
     assert countdown["availableMemoryMb"] == 512
 

@@ -10,7 +10,7 @@ from conftest import ServerFactory
 from google.cloud import firestore
 
 from durable_streams.producer import LEASE_LOST_LOG
-from support.fault_report import FaultReport
+from support.fault_report import FaultReport, assert_full_countdowns
 from support.readers import BackgroundReader, read_record, wait_for, wait_for_count
 from support.sse import StreamResult, stream
 
@@ -18,22 +18,6 @@ pytestmark = pytest.mark.fault
 
 ENV = {"COUNTDOWN_TICK_SECONDS": "0.2", "STREAM_LEASE_SECONDS": "3"}
 TAKEOVER_LOG = "Took over stream whose producer stopped"
-
-
-def assert_full_countdowns(
-    fault_report: FaultReport, results: list[StreamResult], count: int
-) -> None:
-    """Check that every reader got the whole countdown once, and count it."""
-    for result in results:
-        assert result.seqs == list(range(count))
-        counts = [chunk["count"] for chunk in result.chunks]
-        assert counts == list(range(count, 0, -1))
-        assert result.final == {"result": "Liftoff!"}
-        result.assert_one_final_frame_last()
-
-    delivery = fault_report.check_delivery(count, *(r.seqs for r in results))
-    assert delivery.lost == 0
-    assert delivery.duplicates == 0
 
 
 def assert_done_by_second_producer(

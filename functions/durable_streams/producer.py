@@ -294,7 +294,7 @@ class Producer:
                         "writing the stream failed for "
                         f"{self._options.retry_deadline:.0f} s: {error!r}"
                     ) from error
-                delay = next(delays)
+                delay = max(min(next(delays), give_up_at - time.monotonic()), 0.0)
                 logger.warning(
                     "Writing the stream failed (%r); retrying in %.2f s",
                     error,
@@ -446,17 +446,19 @@ class Producer:
         """Tell local readers that the stream failed, and record it.
 
         Chunks that could not be written are dropped; no reader has seen them.
-        While Firestore stays unreachable, recording the failure is retried
-        until the stream would have expired anyway. It stops early when
-        another instance has recovered the stream meanwhile.
+        Local readers learn of the failure at once. While Firestore stays
+        unreachable, recording it is retried until the stream would have
+        expired anyway. It stops early when another instance has recovered
+        the stream meanwhile.
         """
         if self._halted:
             return
         ending = _ending(
             Status.FAILED, error=FlowError(UNSAVED_MESSAGE, status="UNAVAILABLE")
         )
+        self._publish_local(ending)
         give_up_at = time.monotonic() + self._options.lease + self._options.ttl
-        published = False
+        logged = False
 
         while not self._halted:
             try:
@@ -470,14 +472,13 @@ class Producer:
             except Exception as error:
                 if self._halted:
                     return
-                if not published:
+                if not logged:
                     logger.error(
                         "Recording the stream's failure failed too: %r; retrying",
                         error,
                         extra=self._log,
                     )
-                    self._publish_local(ending)
-                    published = True
+                    logged = True
                 if time.monotonic() >= give_up_at:
                     logger.error(
                         "Gave up recording the stream's failure", extra=self._log

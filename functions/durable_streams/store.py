@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 RPC_TIMEOUT = float(os.environ.get("FIRESTORE_RPC_TIMEOUT_SECONDS") or 10.0)
 """Seconds one Firestore call may take before it counts as failed."""
 
-CHUNK_PAGE_SIZE = 8
-"""Chunk documents read per query page; each holds at most `segment_bytes`."""
+CHUNK_PAGE_SIZE = 2
+"""Chunk documents read per query page; each holds at most `segment_bytes`.
+
+A reader holds one page until it has sent it, so a reader that stops reading
+mid-replay keeps at most this many chunk documents in memory."""
 
 _TRANSIENT_ERRORS = (
     api_exceptions.ServiceUnavailable,

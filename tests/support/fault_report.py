@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from support.sse import StreamResult
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -79,6 +81,24 @@ class FaultReport:
             yield f"  scenario: {name}"
         for text in self.figures:
             yield f"  {text}"
+
+
+def assert_full_countdowns(
+    report: FaultReport, results: Sequence[StreamResult], count: int
+) -> None:
+    """Check that every reader got a whole countdown from `count`, each chunk
+    once, and count the chunks in the report."""
+    for result in results:
+        assert result.status_code == 200
+        assert result.seqs == list(range(count))
+        counts = [chunk["count"] for chunk in result.chunks]
+        assert counts == list(range(count, 0, -1))
+        assert result.final == {"result": "Liftoff!"}
+        result.assert_one_final_frame_last()
+
+    delivery = report.check_delivery(count, *(result.seqs for result in results))
+    assert delivery.lost == 0
+    assert delivery.duplicates == 0
 
 
 _report = FaultReport()

@@ -76,6 +76,18 @@ class StreamResult:
         assert self.frames[-1] is finals[0], "the final frame is not the last frame"
 
 
+def request_parts(
+    data: Any, stream_id: str | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Return the headers and JSON body of a request that starts a stream
+    with input `data`, or reconnects to stream `stream_id`."""
+    headers = dict(SSE_HEADERS)
+    if stream_id is None:
+        return headers, {"data": data}
+    headers[STREAM_ID_HEADER] = stream_id
+    return headers, {}
+
+
 def stream(
     url: str,
     data: Any = None,
@@ -89,11 +101,8 @@ def stream(
 
     With `max_frames`, the connection is dropped after that many frames.
     """
-    request_headers = dict(SSE_HEADERS)
-    if stream_id is not None:
-        request_headers[STREAM_ID_HEADER] = stream_id
+    request_headers, body = request_parts(data, stream_id)
     request_headers.update(headers or {})
-    body = {} if stream_id is not None else {"data": data}
 
     with (
         httpx.Client(timeout=timeout) as client,
