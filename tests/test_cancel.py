@@ -1,4 +1,5 @@
-"""Cancelling a stream over HTTP: the flow stops and every reader is told."""
+"""Cancelling a stream over HTTP: the flow stops and every reader gets a
+final CANCELLED frame."""
 
 from __future__ import annotations
 

@@ -140,8 +140,8 @@ def test_killed_emulator_ends_readers_with_error(
     )
     assert "retrying in" in producer.logs()
     wait_for(lambda: "ticker flow stopped" in producer.logs(), "the flow to stop")
-    gone = stream(other.url("ticker"), stream_id=stream_id)
-    assert gone.status_code == 204
+    reconnect = stream(other.url("ticker"), stream_id=stream_id)
+    assert reconnect.status_code == 204
     fresh = stream(producer.url("countdown"), 3)
     assert fresh.final == {"result": "Liftoff!"}
 
@@ -176,8 +176,8 @@ def test_emulator_down_past_retry_deadline(
     finally:
         emulator.start()
 
-    # The producer's server knows its writes failed. The other server can
-    # reach nobody, so it gives up after the reader timeout.
+    # The producer's server sees its writes fail. The other server can reach
+    # no one, so it gives up after the reader timeout.
     assert_prefix_then_error(
         fault_report, [local], {"status": "UNAVAILABLE", "message": UNSAVED_MESSAGE}
     )

@@ -1,7 +1,7 @@
 """Slow readers, many readers and many streams on one server instance.
 
-The server runs with the THREADS of functions/.env, as deployed: each open
-SSE response holds one of its threads.
+The server runs with the THREADS of functions/.env, as deployed, because each
+open SSE response occupies one of its threads.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -117,3 +118,64 @@ def test_paused_producer_is_fenced_after_takeover(
     waited = resumed_after(results[1], frozen["count"], paused_at)
     fault_report.dead_wait(waited)
     fault_report.figure(f"takeover after SIGSTOP: chunks resumed after {waited:.1f} s")
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "open_response"),
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGTERM, True),
+        # gunicorn's quick shutdown, as with Ctrl+C: the worker exits at once
+        # and the streams are handed over at interpreter exit.
+        (signal.SIGINT, False),
+    ],
+    ids=["sigterm", "sigterm-open-response", "sigint"],
+)
+def test_stop_signal_hands_stream_over_at_once(
+    start_server: ServerFactory,
+    db: firestore.Client,
+    collection: str,
+    fault_report: FaultReport,
+    stop_signal: signal.Signals,
+    open_response: bool,
+) -> None:
+    fault_report.scenario(
+        f"{stop_signal.name} of a producer with a 30 s lease, {open_response=}"
+    )
+    count = 40
+    env = {**ENV, "STREAM_LEASE_SECONDS": "30"}
+    stopping = start_server(env=env)
+    other = start_server(env=env)
+    first = stream(stopping.url("countdown"), count, max_frames=1)
+    stream_id = first.stream_id
+    assert stream_id is not None
+    servers = [other, stopping] if open_response else [other]
+    readers = [
+        BackgroundReader(server.url("countdown"), stream_id=stream_id)
+        for server in servers
+    ]
+    wait_for_count(db, collection, stream_id, 5)
+
+    assert stopping.process is not None
+    os.killpg(stopping.process.pid, stop_signal)
+    stopped_at = time.monotonic()
+
+    def taken_over() -> bool:
+        record = read_record(db, collection, stream_id) or {}
+        return record["lease"]["token"] == 2
+
+    # Without the release, another instance would wait for the 30 s lease.
+    wait_for(taken_over, "another server to take the stream over", timeout=20)
+    resumed_after_seconds = time.monotonic() - stopped_at
+    results = [reader.result() for reader in readers]
+    stopping.process.wait(timeout=30)
+
+    assert_full_countdowns(fault_report, results, count)
+    assert_done_by_second_producer(db, collection, stream_id)
+    assert "Released the lease" in stopping.logs()
+    assert TAKEOVER_LOG in other.logs()
+    fault_report.dead_wait(resumed_after_seconds)
+    fault_report.figure(
+        f"takeover after {stop_signal.name} ({open_response=}): "
+        f"{resumed_after_seconds:.1f} s with a 30 s lease"
+    )

@@ -95,6 +95,7 @@ class Producer:
         self._pending_bytes = 0
         self._ending: dict[str, Any] | None = None
         self._halted = False
+        self._releasing = False
         self._stop_flow = threading.Event()
         self._last_write_start = -float("inf")
         self._renew_at = self._renewal_time()
@@ -106,6 +107,10 @@ class Producer:
     @property
     def _log(self) -> dict[str, Any]:
         return {"stream_id": self.stream_id, "flow": self._flow.name}
+
+    @property
+    def resumable(self) -> bool:
+        return self._flow.resumable
 
     def start(self, state: StreamState) -> None:
         """Start the flow and writer threads; `state` is the record as written."""
@@ -124,9 +129,23 @@ class Producer:
         """End the stream as cancelled now; the flow sees `Cancelled` next time
         it sends a chunk or sleeps."""
         with self._condition:
-            if self._ending is None and not self._halted:
+            if not self._stopped:
                 self._ending = _ending(Status.CANCELLED, error=Cancelled())
                 logger.info("Cancelling stream", extra=self._log)
+            self._condition.notify_all()
+        self._stop_flow.set()
+
+    def release(self) -> None:
+        """Stop the flow, commit the chunks it has sent, and give the lease up
+        without ending the stream, so that another instance resumes it at once.
+
+        Meant for resumable flows on an instance that is shutting down. A
+        stream that has already ended, or is ending, is left to finish.
+        """
+        with self._condition:
+            if self._stopped:
+                return
+            self._releasing = True
             self._condition.notify_all()
         self._stop_flow.set()
 
@@ -191,11 +210,11 @@ class Producer:
 
     @property
     def _stopped(self) -> bool:
-        return self._halted or self._ending is not None
+        return self._halted or self._releasing or self._ending is not None
 
     def _end(self, ending: dict[str, Any]) -> None:
         with self._condition:
-            if self._ending is None and not self._halted:
+            if not self._stopped:
                 self._ending = ending
             self._condition.notify_all()
 
@@ -238,7 +257,9 @@ class Producer:
                 if self._halted:
                     return False
                 now = time.monotonic()
-                has_work = bool(self._pending) or self._ending is not None
+                has_work = (
+                    bool(self._pending) or self._ending is not None or self._releasing
+                )
                 write_at = self._last_write_start + self._options.write_interval
                 renew_at = self._renew_at
                 if (has_work and now >= write_at) or now >= renew_at:
@@ -255,9 +276,10 @@ class Producer:
                 batch.append(text)
                 batch_bytes += size
             ending = self._ending if not self._pending else None
+            release = self._releasing and ending is None and not self._pending
 
         self._last_write_start = time.monotonic()
-        self._write(batch, ending)
+        self._write(batch, ending, release=release)
         self._renew_at = self._renewal_time()
 
         with self._condition:
@@ -273,15 +295,29 @@ class Producer:
                 extra=self._log,
             )
             return False
+        if release:
+            logger.warning(
+                "Released the lease after chunk %d so that another instance "
+                "resumes the stream",
+                self._record[fields.COUNT],
+                extra=self._log,
+            )
+            return False
         return True
 
-    def _write(self, batch: list[str], ending: dict[str, Any] | None) -> None:
+    def _write(
+        self,
+        batch: list[str],
+        ending: dict[str, Any] | None,
+        *,
+        release: bool = False,
+    ) -> None:
         placement = self._place(batch, ending)
         delays = exponential_sleep_generator(initial=0.25, maximum=4.0)
         give_up_at = time.monotonic() + self._options.retry_deadline
 
         while True:
-            record_fields = self._fields(placement, len(batch), ending)
+            record_fields = self._fields(placement, len(batch), ending, release)
             try:
                 update_time = self._commit(record_fields, placement)
             except (LeaseLost, StreamGone):
@@ -393,13 +429,17 @@ class Producer:
         return sum(map(stored_size, texts)) + 4 * KIB
 
     def _fields(
-        self, placement: Placement, added: int, ending: Mapping[str, Any] | None
+        self,
+        placement: Placement,
+        added: int,
+        ending: Mapping[str, Any] | None,
+        release: bool = False,
     ) -> dict[str, Any]:
+        """Return the record fields of a write; a released lease ends now."""
         now = utc_now()
+        lease_seconds = 0.0 if release else self._options.lease
         lease = Lease(
-            self._holder,
-            self._token,
-            now + datetime.timedelta(seconds=self._options.lease),
+            self._holder, self._token, now + datetime.timedelta(seconds=lease_seconds)
         )
         record_fields: dict[str, Any] = {
             fields.TAIL_START: placement.tail_start,

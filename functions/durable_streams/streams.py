@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .hub import StreamHub, Subscription
 from .limits import running_flows
 from .producer import Producer
 from .record import Lease, Status, StreamState, new_record
+from .shutdown import watch_for_shutdown
 from .store import StreamStore, WriteConflict, is_transient, utc_now
 from .wire import is_valid_stream_id, new_stream_id
 
@@ -45,6 +47,10 @@ RECOVERY_INTERVAL = 1.0
 
 MIN_WAIT = 0.05
 """Shortest wait of a reader for news before it looks at the stream again."""
+
+HAND_OVER_TIMEOUT = 5.0
+"""Seconds a shutting-down instance waits for its releases to be written;
+Cloud Run stops an instance 10 s after SIGTERM."""
 
 CANCEL_ATTEMPTS = 5
 """Times a cancel request is tried again when the record changes under it."""
@@ -107,6 +113,10 @@ class StreamManager:
         self.store = store
         self.hub = hub
         self.instance_id = instance_id
+        self.stopping = False
+        self._producers: list[Producer] = []
+        self._producers_lock = threading.Lock()
+        self._watching = False
 
     def start(
         self,
@@ -166,6 +176,7 @@ class StreamManager:
             on_finished=on_finished,
         )
         producer.start(state)
+        self._track(producer)
         logger.info(
             "Stream started",
             extra={
@@ -328,7 +339,7 @@ class StreamManager:
         instance acts, and that a late producer is fenced off. Instance-wide,
         one attempt per stream starts every `RECOVERY_INTERVAL` at most.
         """
-        if not subscription.recovery_lock.acquire(blocking=False):
+        if self.stopping or not subscription.recovery_lock.acquire(blocking=False):
             return
         try:
             if subscription.claim_recovery(RECOVERY_INTERVAL):
@@ -370,6 +381,43 @@ class StreamManager:
             self._take_over(stream_id, flow, stored, update_time)
         else:
             self._end_dead(state, stored, Status.FAILED)
+
+    def hand_over(self) -> None:
+        """Release the streams of resumable flows produced here, and take none
+        over any more, because this instance is shutting down.
+
+        Other instances resume the released streams within about
+        `LEASE_GRACE` instead of after their leases run out. Waits up to
+        `HAND_OVER_TIMEOUT` seconds for the releases to be written. Streams
+        of other flows go on until the process exits.
+        """
+        with self._producers_lock:
+            producers = [p for p in self._producers if p.resumable]
+            first_call = not self.stopping
+            self.stopping = True
+        if first_call:
+            logger.info(
+                "Instance is shutting down; releasing %d streams of resumable flows",
+                sum(1 for p in producers if not p.finished.is_set()),
+                extra={"instance": self.instance_id},
+            )
+        for producer in producers:
+            producer.release()
+
+        give_up_at = time.monotonic() + HAND_OVER_TIMEOUT
+        for producer in producers:
+            producer.finished.wait(max(give_up_at - time.monotonic(), 0.0))
+
+    def _track(self, producer: Producer) -> None:
+        """Keep a producer for `hand_over`; the first one arms the shutdown
+        watch."""
+        with self._producers_lock:
+            self._producers = [p for p in self._producers if not p.finished.is_set()]
+            self._producers.append(producer)
+            first = not self._watching
+            self._watching = True
+        if first:
+            watch_for_shutdown(self.hand_over)
 
     def cancel(
         self, stream_id: str, *, caller: Caller = ANONYMOUS
@@ -488,6 +536,7 @@ class StreamManager:
         )
         self.hub.publish(state)
         producer.start(state)
+        self._track(producer)
         logger.warning(
             "Took over stream whose producer stopped; resuming at chunk %d",
             state.count,

@@ -85,7 +85,8 @@ def wait_for_count(
 def wait_for_end(
     db: firestore.Client, collection: str, stream_id: str, timeout: float = 60.0
 ) -> dict[str, Any]:
-    """Wait until a stream record says the stream ended; return its fields."""
+    """Wait until a stream record shows that the stream ended; return its
+    fields."""
 
     def ended() -> dict[str, Any] | None:
         record = read_record(db, collection, stream_id)
