@@ -13,6 +13,7 @@ from google.cloud import firestore
 
 from durable_streams.config import StreamOptions
 from durable_streams.wire import STREAM_ID_HEADER
+from support.auth_emulator import AuthEmulator
 from support.fault_report import FaultReport
 from support.readers import BackgroundReader, read_record, wait_for, wait_for_count
 from support.servers import Server
@@ -23,9 +24,16 @@ CANCELLED_ERROR = {
 }
 
 
-def cancel(server: Server, flow: str, stream_id: str | None) -> httpx.Response:
-    headers = {} if stream_id is None else {STREAM_ID_HEADER: stream_id}
-    return httpx.post(server.url(f"{flow}/cancel"), headers=headers, timeout=30)
+def cancel(
+    server: Server,
+    flow: str,
+    stream_id: str | None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    request_headers = dict(headers or {})
+    if stream_id is not None:
+        request_headers[STREAM_ID_HEADER] = stream_id
+    return httpx.post(server.url(f"{flow}/cancel"), headers=request_headers, timeout=30)
 
 
 def assert_error(response: httpx.Response, http_code: int, status: str) -> None:
@@ -191,3 +199,36 @@ def test_cancel_preflight_allows_stream_id_header(server: Server) -> None:
     assert response.status_code == 200
     allowed = response.headers["access-control-allow-headers"].lower()
     assert STREAM_ID_HEADER.lower() in allowed
+
+
+def test_cancel_of_other_users_stream_gets_404(
+    start_server: ServerFactory,
+    auth_emulator: AuthEmulator,
+    db: firestore.Client,
+    collection: str,
+) -> None:
+    server = start_server(
+        env={
+            "STREAM_AUTH": "required",
+            "FIREBASE_AUTH_EMULATOR_HOST": auth_emulator.address,
+        }
+    )
+    alice = auth_emulator.sign_up()
+    bob = auth_emulator.sign_up()
+    data = {"count": 1000, "tick": 0.1}
+    first = stream(server.url("ticker"), data, headers=alice.headers, max_frames=1)
+    assert first.stream_id is not None
+
+    by_stranger = cancel(server, "ticker", first.stream_id, bob.headers)
+    unknown = cancel(server, "ticker", "AAAAAAAAAAAAAAAAAAAAAA", bob.headers)
+    anonymous = cancel(server, "ticker", first.stream_id)
+    record = read_record(db, collection, first.stream_id)
+    by_owner = cancel(server, "ticker", first.stream_id, alice.headers)
+
+    assert by_stranger.status_code == 404
+    assert by_stranger.content == unknown.content
+    assert anonymous.status_code == 401
+    assert record is not None
+    assert record["cancelRequested"] is False
+    assert by_owner.status_code == 200
+    assert by_owner.json()["status"] == "cancelled"

@@ -7,8 +7,6 @@ open SSE response occupies one of its threads.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -21,7 +19,6 @@ from durable_streams.wire import STREAM_ID_HEADER
 from support.fault_report import FaultReport, assert_full_countdowns
 from support.load import ServerProbe, deployed_threads, read_many
 from support.readers import wait_for_end
-from support.servers import ROOT
 from support.sse import iter_frames, request_parts, stream
 
 BLAST = {"count": 160, "size": 250_000}
@@ -179,19 +176,3 @@ def test_50_streams_on_one_server(
         f"{elapsed:.1f} s (5 s each alone); server memory {baseline:.0f} MiB "
         f"before, peak {probe.peak_rss_mib:.0f} MiB and {probe.peak_threads} threads"
     )
-
-
-def test_deployed_threads_match_concurrency() -> None:
-    declared = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import main; print(main.countdown.__firebase_endpoint__.concurrency)",
-        ],
-        cwd=ROOT / "functions",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-    assert declared.stdout.strip() == deployed_threads()

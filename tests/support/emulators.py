@@ -8,11 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from firestore_emulator import Emulator, start_emulator
+from support.clients import client_for
 from support.servers import free_port
 
 
@@ -52,13 +51,8 @@ class OwnEmulator:
 
     def client(self) -> firestore.Client:
         """Return a Firestore client of this emulator."""
-        # The client reads the emulator's address from the environment once,
-        # when it is created.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("FIRESTORE_EMULATOR_HOST", self.address)
-            return firestore.Client(
-                project=self.project, credentials=AnonymousCredentials()
-            )
+        assert self._running is not None
+        return client_for(self._running)
 
     def kill(self) -> None:
         """Kill the emulator with SIGKILL; every document it held is lost."""
