@@ -11,6 +11,7 @@ from conftest import ServerFactory
 from google.cloud import firestore
 
 from durable_streams.producer import LEASE_LOST_LOG
+from durable_streams.streams import SHUTDOWN_MESSAGE
 from support.fault_report import FaultReport, assert_full_countdowns
 from support.readers import BackgroundReader, read_record, wait_for, wait_for_count
 from support.sse import StreamResult, stream
@@ -121,15 +122,14 @@ def test_paused_producer_is_fenced_after_takeover(
 
 
 @pytest.mark.parametrize(
-    ("stop_signal", "open_response"),
+    ("stop_signal", "reader_on_stopping_server"),
     [
         (signal.SIGTERM, False),
         (signal.SIGTERM, True),
-        # gunicorn's quick shutdown, as with Ctrl+C: the worker exits at once
-        # and the streams are handed over at interpreter exit.
+        # gunicorn's quick shutdown, as with Ctrl+C.
         (signal.SIGINT, False),
     ],
-    ids=["sigterm", "sigterm-open-response", "sigint"],
+    ids=["sigterm", "sigterm-reader-on-stopping-server", "sigint"],
 )
 def test_stop_signal_hands_stream_over_at_once(
     start_server: ServerFactory,
@@ -137,10 +137,11 @@ def test_stop_signal_hands_stream_over_at_once(
     collection: str,
     fault_report: FaultReport,
     stop_signal: signal.Signals,
-    open_response: bool,
+    reader_on_stopping_server: bool,
 ) -> None:
     fault_report.scenario(
-        f"{stop_signal.name} of a producer with a 30 s lease, {open_response=}"
+        f"{stop_signal.name} of a producer with a 30 s lease, "
+        f"{reader_on_stopping_server=}"
     )
     count = 40
     env = {**ENV, "STREAM_LEASE_SECONDS": "30"}
@@ -149,16 +150,21 @@ def test_stop_signal_hands_stream_over_at_once(
     first = stream(stopping.url("countdown"), count, max_frames=1)
     stream_id = first.stream_id
     assert stream_id is not None
-    servers = [other, stopping] if open_response else [other]
-    readers = [
-        BackgroundReader(server.url("countdown"), stream_id=stream_id)
-        for server in servers
-    ]
+    reader_server = stopping if reader_on_stopping_server else other
+    reader = BackgroundReader(reader_server.url("countdown"), stream_id=stream_id)
     wait_for_count(db, collection, stream_id, 5)
 
     assert stopping.process is not None
     os.killpg(stopping.process.pid, stop_signal)
     stopped_at = time.monotonic()
+    if reader_on_stopping_server:
+        cut = reader.result()
+        assert cut.final == {
+            "error": {"status": "UNAVAILABLE", "message": SHUTDOWN_MESSAGE}
+        }
+        assert cut.seqs == list(range(len(cut.seqs)))
+        # The client reconnects, and lands on another instance.
+        reader = BackgroundReader(other.url("countdown"), stream_id=stream_id)
 
     def taken_over() -> bool:
         record = read_record(db, collection, stream_id) or {}
@@ -167,15 +173,15 @@ def test_stop_signal_hands_stream_over_at_once(
     # Without the release, another instance would wait for the 30 s lease.
     wait_for(taken_over, "another server to take the stream over", timeout=20)
     resumed_after_seconds = time.monotonic() - stopped_at
-    results = [reader.result() for reader in readers]
+    result = reader.result()
     stopping.process.wait(timeout=30)
 
-    assert_full_countdowns(fault_report, results, count)
+    assert_full_countdowns(fault_report, [result], count)
     assert_done_by_second_producer(db, collection, stream_id)
     assert "Released the lease" in stopping.logs()
     assert TAKEOVER_LOG in other.logs()
     fault_report.dead_wait(resumed_after_seconds)
     fault_report.figure(
-        f"takeover after {stop_signal.name} ({open_response=}): "
+        f"takeover after {stop_signal.name} ({reader_on_stopping_server=}): "
         f"{resumed_after_seconds:.1f} s with a 30 s lease"
     )

@@ -1,8 +1,8 @@
 """HTTP cancellation of a running stream: ``POST <flow URL>/cancel``.
 
 The request names the stream in the ``X-Genkit-Stream-Id`` header and has no
-body. Whoever may read a stream may cancel it (see `auth`). The answer is
-JSON:
+body. A caller that may read a stream may cancel it (see `auth`). The
+response is JSON:
 
 - ``200 {"streamId": ..., "status": "cancelled"}`` once the stream has ended;
   a stream that had already ended keeps its status (``done``, ``failed``);
@@ -36,7 +36,7 @@ CANCEL_SEGMENT = "cancel"
 """Last segment of the path of a cancel request."""
 
 END_WAIT = 5.0
-"""Seconds a cancel request waits for the stream to end before it answers."""
+"""Seconds a cancel request waits for the stream to end before the response."""
 
 
 def is_cancel_request(request: flask.Request) -> bool:
@@ -47,7 +47,7 @@ def is_cancel_request(request: flask.Request) -> bool:
 def serve_cancel(
     flow: DurableFlow[Any, Any], request: flask.Request, caller: Caller
 ) -> flask.Response:
-    """Answer a POST request to cancel one of `flow`'s streams."""
+    """Cancel one of `flow`'s streams and return the response to the request."""
     stream_id = request.headers.get(STREAM_ID_HEADER, "").strip()
     if not is_valid_stream_id(stream_id):
         return _error(
@@ -81,7 +81,7 @@ def _cancel(
 
     latest = manager.wait_for_end(state, flow.options, END_WAIT) or state
     logger.info(
-        "Answered cancel request: stream is %s",
+        "Responded to cancel request: stream is %s",
         latest.status,
         extra={"stream_id": stream_id, "flow": flow.name},
     )

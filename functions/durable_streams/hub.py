@@ -199,6 +199,15 @@ class StreamHub:
         if entry is not None:
             entry.accept(None)
 
+    def interrupt(self) -> None:
+        """Wake every local reader, so that it looks at its stream again."""
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            with entry.condition:
+                entry.version += 1
+                entry.condition.notify_all()
+
     def refresh(self, entry: _Entry) -> None:
         now = time.monotonic()
         with entry.condition:

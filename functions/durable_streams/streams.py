@@ -57,6 +57,9 @@ CANCEL_ATTEMPTS = 5
 
 DEAD_PRODUCER_MESSAGE = "The stream's producer stopped before the stream ended."
 GONE_MESSAGE = "The stream no longer exists."
+SHUTDOWN_MESSAGE = (
+    "This server is shutting down; reconnect with the stream id to continue."
+)
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,11 @@ class StreamManager:
 
         The record exists when this returns, so a client that reconnects with
         the id at once finds it. Raises `ResourceExhausted` when this instance
-        or this caller already runs as many flows as the options allow.
+        or this caller already runs as many flows as the options allow, and
+        `Unavailable` when this instance is shutting down.
         """
+        if self.stopping:
+            raise Unavailable("This server is shutting down; try again.")
         slot = running_flows.acquire(caller.uid, flow.options)
         try:
             return self._start(flow, input_value, input_json, caller, slot.release)
@@ -294,6 +300,12 @@ class StreamManager:
                 yield StreamEnd.of(state)
                 return
 
+            if self.stopping:
+                # The response would be cut without a final frame when the
+                # process exits; the client reconnects to another instance.
+                yield StreamEnd.failure("UNAVAILABLE", SHUTDOWN_MESSAGE)
+                return
+
             wait = self._check_producer(subscription, state, check_every)
             changed = subscription.wait(version, min(wait, options.heartbeat))
             yield IDLE
@@ -383,13 +395,16 @@ class StreamManager:
             self._end_dead(state, stored, Status.FAILED)
 
     def hand_over(self) -> None:
-        """Release the streams of resumable flows produced here, and take none
-        over any more, because this instance is shutting down.
+        """Release the streams of resumable flows produced here, take none
+        over any more, and end local readers, because this instance is
+        shutting down.
 
         Other instances resume the released streams within about
-        `LEASE_GRACE` instead of after their leases run out. Waits up to
-        `HAND_OVER_TIMEOUT` seconds for the releases to be written. Streams
-        of other flows go on until the process exits.
+        `LEASE_GRACE` instead of after their leases run out. Once the
+        releases are written, or after `HAND_OVER_TIMEOUT` seconds, every
+        local reader gets its stream's committed chunks and then an
+        `UNAVAILABLE` frame that tells the client to reconnect. Streams of other flows
+        go on until the process exits.
         """
         with self._producers_lock:
             producers = [p for p in self._producers if p.resumable]
@@ -407,6 +422,7 @@ class StreamManager:
         give_up_at = time.monotonic() + HAND_OVER_TIMEOUT
         for producer in producers:
             producer.finished.wait(max(give_up_at - time.monotonic(), 0.0))
+        self.hub.interrupt()
 
     def _track(self, producer: Producer) -> None:
         """Keep a producer for `hand_over`; the first one arms the shutdown
