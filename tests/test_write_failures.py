@@ -75,7 +75,10 @@ def test_unwritable_stream_fails_with_error_frame(
         assert (
             record["error"]["message"] == "The stream could not be saved to Firestore."
         )
-        assert record["count"] == len(live.seqs)
+        # A write that timed out while the emulator was paused may still be
+        # applied when it resumes, so the record can hold chunks that the
+        # reader never saw, but never fewer than it saw.
+        assert record["count"] >= len(live.seqs)
     finally:
         server.stop()
 

@@ -312,11 +312,13 @@ class Producer:
         *,
         release: bool = False,
     ) -> None:
-        placement = self._place(batch, ending)
         delays = exponential_sleep_generator(initial=0.25, maximum=4.0)
         give_up_at = time.monotonic() + self._options.retry_deadline
 
         while True:
+            # Placed anew at each attempt: a conflict may have adopted a
+            # stored record with more chunks in it.
+            placement = self._place(batch, ending)
             record_fields = self._fields(placement, len(batch), ending, release)
             try:
                 update_time = self._commit(record_fields, placement)
@@ -388,6 +390,10 @@ class Producer:
         attempt's reply was lost), or None after adopting the stored record so
         that the write can be made again. Raises `LeaseLost` or `StreamGone`
         when this producer must stop.
+
+        An earlier write that was given up may have been applied late as well,
+        with the same commit number as this one; its chunk count or status
+        tells it apart.
         """
         found = self._store.get(self.stream_id)
         if found is None:
@@ -399,9 +405,16 @@ class Producer:
 
         self._record = stored
         self._update_time = update_time
-        if stored.get(fields.COMMITS) == record_fields[fields.COMMITS]:
+        if _is_stored(record_fields, stored):
             return update_time
 
+        logger.info(
+            "Stream record changed under the producer (commit %s, %s chunks); "
+            "writing again on top of it",
+            stored.get(fields.COMMITS),
+            stored.get(fields.COUNT),
+            extra=self._log,
+        )
         if stored.get(fields.CANCEL_REQUESTED):
             self.cancel()
         return None
@@ -552,6 +565,16 @@ def encode_output(output: Any, options: StreamOptions) -> str:
             f"{options.max_output_bytes} bytes."
         )
     return text
+
+
+def _is_stored(record_fields: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Tell whether `stored` is the record that writing `record_fields` made."""
+    status = record_fields.get(fields.STATUS, Status.RUNNING.value)
+    return bool(
+        stored.get(fields.COMMITS) == record_fields[fields.COMMITS]
+        and stored.get(fields.COUNT) == record_fields[fields.COUNT]
+        and stored.get(fields.STATUS) == status
+    )
 
 
 def _ending(
