@@ -120,7 +120,7 @@ def _caller(flow: DurableFlow[Any, Any], request: flask.Request) -> Caller:
 
 def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
     if is_cancel_request(request):
-        return serve_cancel(flow, request)
+        return _cancel(flow, request)
 
     if request.method == "GET":
         return _follow_standard(flow, request)
@@ -134,9 +134,6 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
         )
 
     caller = _caller(flow, request)
-    if is_cancel_request(request):
-        return serve_cancel(flow, request, caller)
-
     streaming = accepts_event_stream(request.headers.get("Accept")) or (
         request.args.get("stream") == "true"
     )
@@ -163,6 +160,23 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
     if streaming:
         return _start(flow, input_value, encode_json(data), caller)
     return _call(flow, input_value, caller)
+
+
+def _cancel(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response:
+    if request.method != "POST":
+        logger.info(
+            "Rejected %s request to cancel a stream",
+            request.method,
+            extra={"flow": flow.name},
+        )
+        response = error_response(
+            405,
+            "INVALID_ARGUMENT",
+            f"Method {request.method} is not allowed; use POST to cancel a stream.",
+        )
+        response.headers["Allow"] = "POST, OPTIONS"
+        return response
+    return serve_cancel(flow, request, _caller(flow, request))
 
 
 def _start_position(request: flask.Request) -> int:
