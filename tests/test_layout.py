@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from durable_streams.layout import Segment, pack_segments, place_chunks, stored_size
+from durable_streams.record import join_chunks, split_chunks
+from durable_streams.wire import encode_json
 
 
 def texts(count: int, size: int = 9) -> list[str]:
@@ -70,3 +74,21 @@ def test_oversized_chunk_gets_its_own_segment() -> None:
     segments = pack_segments(0, ["1", big, "2"], segment_bytes=100)
 
     assert [segment.chunks for segment in segments] == [("1",), (big,), ("2",)]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [[], ['""'], ['{"a":"x\\ny"}', "1", '"\u2028"'], [encode_json("a\nb"), "null"]],
+)
+def test_join_then_split_chunks_round_trips(texts: list[str]) -> None:
+    assert split_chunks(join_chunks(texts)) == texts
+
+
+def test_joined_chunks_keep_stored_size() -> None:
+    texts = ['{"n":1}', '"é"', "[]"]
+
+    assert stored_size(join_chunks(texts)) == sum(map(stored_size, texts))
+
+
+def test_split_chunks_reads_an_array() -> None:
+    assert split_chunks(['"a"', '"b"']) == ['"a"', '"b"']

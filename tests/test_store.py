@@ -10,7 +10,7 @@ import pytest
 from google.cloud import firestore
 
 from durable_streams.layout import Segment, pack_segments
-from durable_streams.record import Lease, StreamState, new_record
+from durable_streams.record import Lease, StreamState, new_record, segment_id
 from durable_streams.store import StreamStore, WriteConflict, utc_now
 
 STREAM_ID = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -128,3 +128,43 @@ def test_listener_delivers_new_states(store: StreamStore) -> None:
     assert seen[0] is not None
     assert seen[-1] is not None
     assert seen[-1].count == 2
+
+
+def test_chunk_runs_are_stored_as_one_string(store: StreamStore) -> None:
+    created = store.create(STREAM_ID, make_record())
+    texts = ['{"n":1}', '"line\\nbreak"', "[]"]
+    store.commit(
+        STREAM_ID,
+        {"count": 6, "tailStart": 3, "tail": texts},
+        (Segment(0, tuple(texts)),),
+        expected=created,
+        segment_expires_at=utc_now(),
+    )
+
+    stored = store.record_ref(STREAM_ID).get().to_dict() or {}
+    segment = store.chunks_ref(STREAM_ID).document(segment_id(2)).get().to_dict()
+    state = store.read_state(STREAM_ID)
+
+    assert stored["tail"] == "\n".join(texts)
+    assert segment is not None
+    assert segment["chunks"] == "\n".join(texts)
+    assert state is not None
+    assert state.tail == tuple(texts)
+    assert list(store.read_chunks(STREAM_ID, 0, 3)) == [texts]
+
+
+def test_chunk_runs_stored_as_arrays_are_read(store: StreamStore) -> None:
+    record = {**make_record(), "count": 4, "tailStart": 2, "tail": ['"c"', '"d"']}
+    store.record_ref(STREAM_ID).set(record)
+    store.chunks_ref(STREAM_ID).document(segment_id(1)).set(
+        {"first": 0, "chunks": ['"a"', '"b"']}
+    )
+
+    state = store.read_state(STREAM_ID)
+    found = store.get(STREAM_ID)
+
+    assert state is not None
+    assert state.tail == ('"c"', '"d"')
+    assert found is not None
+    assert found[0]["tail"] == ['"c"', '"d"']
+    assert list(store.read_chunks(STREAM_ID, 0, 2)) == [['"a"', '"b"']]

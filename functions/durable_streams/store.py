@@ -94,7 +94,7 @@ class StreamStore:
     def create(self, stream_id: str, record: Mapping[str, Any]) -> datetime.datetime:
         """Create a stream record and return its update time."""
         ref = self.record_ref(stream_id)
-        result = ref.create(dict(record), retry=None, timeout=RPC_TIMEOUT)
+        result = ref.create(_to_stored(record), retry=None, timeout=RPC_TIMEOUT)
         self._observe(stream_id, [ref.path])
         update_time: datetime.datetime = result.update_time
         return update_time
@@ -104,7 +104,7 @@ class StreamStore:
         snapshot = self.record_ref(stream_id).get(retry=None, timeout=RPC_TIMEOUT)
         if not snapshot.exists:
             return None
-        return snapshot.to_dict() or {}, snapshot.update_time
+        return _from_stored(snapshot.to_dict() or {}), snapshot.update_time
 
     def read_state(self, stream_id: str) -> StreamState | None:
         """Read a record as a `StreamState`; a malformed record counts as absent."""
@@ -137,7 +137,7 @@ class StreamStore:
                 ref,
                 {
                     fields.FIRST: segment.first,
-                    fields.CHUNK_TEXTS: list(segment.chunks),
+                    fields.CHUNK_TEXTS: fields.join_chunks(segment.chunks),
                     fields.EXPIRES_AT: segment_expires_at,
                 },
             )
@@ -146,7 +146,7 @@ class StreamStore:
         record_ref = self.record_ref(stream_id)
         batch.update(
             record_ref,
-            dict(record_fields),
+            _to_stored(record_fields),
             option=self.client.write_option(last_update_time=expected),
         )
         paths.append(record_ref.path)
@@ -206,7 +206,7 @@ class StreamStore:
             for snapshot in page:
                 data = snapshot.to_dict() or {}
                 first = int(data[fields.FIRST])
-                texts: list[str] = data[fields.CHUNK_TEXTS]
+                texts = fields.split_chunks(data[fields.CHUNK_TEXTS])
                 if first > position:
                     raise _missing_chunk(stream_id, position)
                 run = texts[position - first : stop - first]
@@ -228,7 +228,8 @@ class StreamStore:
             if snapshot is None or not snapshot.exists:
                 listener(None)
                 return
-            listener(_parse(stream_id, snapshot.to_dict() or {}, snapshot.update_time))
+            data = _from_stored(snapshot.to_dict() or {})
+            listener(_parse(stream_id, data, snapshot.update_time))
 
         watch: Watch = self.record_ref(stream_id).on_snapshot(on_snapshot)
         return watch
@@ -236,6 +237,21 @@ class StreamStore:
     def _observe(self, stream_id: str, paths: Sequence[str]) -> None:
         for observer in self._observers:
             observer(stream_id, paths)
+
+
+def _to_stored(record_fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Return record fields as stored: the tail as one string."""
+    stored = dict(record_fields)
+    if fields.TAIL in stored:
+        stored[fields.TAIL] = fields.join_chunks(stored[fields.TAIL])
+    return stored
+
+
+def _from_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """Return a stored record with its tail as a list of chunk texts."""
+    if fields.TAIL in data:
+        data[fields.TAIL] = fields.split_chunks(data[fields.TAIL])
+    return data
 
 
 def _missing_chunk(stream_id: str, position: int) -> WriteConflict:
