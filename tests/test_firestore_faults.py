@@ -18,7 +18,7 @@ from conftest import PROJECT, ServerFactory
 from google.cloud import firestore
 
 from durable_streams.producer import UNSAVED_MESSAGE
-from durable_streams.streams import GONE_MESSAGE
+from durable_streams.reader import GONE_MESSAGE
 from support.emulators import OwnEmulator
 from support.fault_report import FaultReport, assert_full_countdowns
 from support.readers import BackgroundReader, read_record, wait_for, wait_for_count

@@ -11,7 +11,7 @@ from conftest import ServerFactory
 from google.cloud import firestore
 
 from durable_streams.config import StreamOptions
-from durable_streams.streams import DEAD_PRODUCER_MESSAGE, LEASE_GRACE
+from durable_streams.recovery import DEAD_PRODUCER_MESSAGE, LEASE_GRACE
 from support.fault_report import FaultReport
 from support.readers import BackgroundReader, read_record, wait_for_count
 from support.sse import stream

@@ -11,7 +11,7 @@ from conftest import ServerFactory
 from google.cloud import firestore
 
 from durable_streams.producer import LEASE_LOST_LOG
-from durable_streams.streams import SHUTDOWN_MESSAGE
+from durable_streams.reader import SHUTDOWN_MESSAGE
 from support.fault_report import FaultReport, assert_full_countdowns
 from support.readers import BackgroundReader, read_record, wait_for, wait_for_count
 from support.sse import StreamResult, stream

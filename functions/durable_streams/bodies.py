@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .hub import Subscription
 from .producer import INTERNAL_MESSAGE
+from .reader import ChunkRun, Idle, StreamEnd, StreamEvent
 from .sse import chunk_event, comment, error_event, result_event, retry_field
-from .streams import ChunkRun, Idle, StreamEnd, StreamEvent
 from .wire import chunk_frame, error_frame, result_frame
 
 if TYPE_CHECKING:

@@ -1,14 +1,11 @@
-"""Starting, following, recovering and cancelling the streams of a collection."""
+"""Starting, following and cancelling the streams of a collection."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as api_exceptions
@@ -17,12 +14,13 @@ from google.api_core.retry import exponential_sleep_generator
 from . import record as fields
 from .auth import ANONYMOUS, Caller, may_access
 from .config import StreamOptions
-from .errors import Cancelled, FlowError, Unavailable
+from .errors import Unavailable
 from .hub import StreamHub, Subscription
 from .limits import running_flows
 from .producer import Producer
+from .reader import StreamEvent, follow
 from .record import Lease, Status, StreamState, new_record
-from .shutdown import watch_for_shutdown
+from .recovery import LEASE_GRACE, Recovery
 from .store import StreamStore, WriteConflict, is_transient, utc_now
 from .wire import is_valid_stream_id, new_stream_id
 
@@ -31,82 +29,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LEASE_GRACE = 1.0
-"""Seconds past a lease's end before its producer counts as dead, allowing
-for clock differences between instances."""
-
-QUIET_LISTENER_RENEWALS = 1.5
-"""A listener silent for this many lease renewal intervals of a running
-stream is checked by reading the record."""
-
 CREATE_DEADLINE = 10.0
 """Seconds a new stream's record creation is retried before the request fails."""
 
-RECOVERY_INTERVAL = 1.0
-"""Seconds between two attempts of one instance to recover one stream."""
-
-MIN_WAIT = 0.05
-"""Shortest wait of a reader for news before it looks at the stream again."""
-
-HAND_OVER_TIMEOUT = 5.0
-"""Seconds a shutting-down instance waits for its releases to be written;
-Cloud Run stops an instance 10 s after SIGTERM."""
-
 CANCEL_ATTEMPTS = 5
 """Times a cancel request is tried again when the record changes under it."""
-
-DEAD_PRODUCER_MESSAGE = "The stream's producer stopped before the stream ended."
-GONE_MESSAGE = "The stream no longer exists."
-SHUTDOWN_MESSAGE = (
-    "This server is shutting down; reconnect with the stream id to continue."
-)
-
-
-@dataclass(frozen=True)
-class ChunkRun:
-    """Consecutive chunks, as JSON text, starting at position `first`."""
-
-    first: int
-    texts: Sequence[str]
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """The end of a stream: its output or its error.
-
-    `position` is the stream's chunk count when the end is the one stored in
-    the record, and None when a follower gave up on a stream that may still
-    run (a timeout, or a record that vanished).
-    """
-
-    result_json: str | None = None
-    error_status: str | None = None
-    error_message: str | None = None
-    position: int | None = None
-
-    @classmethod
-    def failure(cls, status: str, message: str) -> StreamEnd:
-        return cls(error_status=status, error_message=message)
-
-    @classmethod
-    def of(cls, state: StreamState) -> StreamEnd:
-        if state.status is Status.DONE:
-            return cls(result_json=state.result_json or "null", position=state.count)
-        return cls(
-            error_status=state.error_status or "UNKNOWN",
-            error_message=state.error_message or "",
-            position=state.count,
-        )
-
-
-@dataclass(frozen=True)
-class Idle:
-    """A pause with nothing new, yielded so that a caller can send a keep-alive."""
-
-
-StreamEvent = ChunkRun | StreamEnd | Idle
-
-IDLE = Idle()
 
 
 class StreamManager:
@@ -116,10 +43,7 @@ class StreamManager:
         self.store = store
         self.hub = hub
         self.instance_id = instance_id
-        self.stopping = False
-        self._producers: list[Producer] = []
-        self._producers_lock = threading.Lock()
-        self._watching = False
+        self.recovery = Recovery(store, hub, instance_id)
 
     def start(
         self,
@@ -137,7 +61,7 @@ class StreamManager:
         or this caller already runs as many flows as the options allow, and
         `Unavailable` when this instance is shutting down.
         """
-        if self.stopping:
+        if self.recovery.stopping:
             raise Unavailable("This server is shutting down; try again.")
         slot = running_flows.acquire(caller.uid, flow.options)
         try:
@@ -182,7 +106,7 @@ class StreamManager:
             on_finished=on_finished,
         )
         producer.start(state)
-        self._track(producer)
+        self.recovery.track(producer)
         logger.info(
             "Stream started",
             extra={
@@ -257,183 +181,18 @@ class StreamManager:
         start: int,
         options: StreamOptions,
     ) -> Iterator[StreamEvent]:
-        """Yield the chunks from position `start` on, live, then the end.
-
-        A position past the chunks stored so far waits for them. While it
-        waits, `IDLE` comes at least every `options.heartbeat` seconds.
-
-        Gives up with DEADLINE_EXCEEDED after `options.timeout` without any
-        change of the record. A healthy producer renews its lease every third
-        of `options.lease`, so this happens only when the stream is stuck. A
-        producer that misses its lease is noticed within `LEASE_GRACE` of the
-        lease's end and the stream is recovered (see `recover`).
-        """
-        cursor = start
-        last_change = time.monotonic()
-        check_every = min(options.renew_interval, options.timeout)
-
-        while True:
-            version = subscription.version
-            state = subscription.state
-            if state is None:
-                yield StreamEnd.failure("NOT_FOUND", GONE_MESSAGE)
-                return
-
-            if cursor < state.tail_start:
-                try:
-                    for texts in self.store.read_chunks(
-                        state.stream_id, cursor, state.tail_start
-                    ):
-                        yield ChunkRun(cursor, texts)
-                        cursor += len(texts)
-                except WriteConflict:
-                    yield StreamEnd.failure("NOT_FOUND", GONE_MESSAGE)
-                    return
-                continue
-
-            offset = cursor - state.tail_start
-            if offset < len(state.tail):
-                yield ChunkRun(cursor, state.tail[offset:])
-            cursor = max(cursor, state.count)
-
-            if state.ended:
-                yield StreamEnd.of(state)
-                return
-
-            if self.stopping:
-                # The response would be cut without a final frame when the
-                # process exits; the client reconnects to another instance.
-                yield StreamEnd.failure("UNAVAILABLE", SHUTDOWN_MESSAGE)
-                return
-
-            wait = self._check_producer(subscription, state, check_every)
-            changed = subscription.wait(version, min(wait, options.heartbeat))
-            yield IDLE
-            if changed:
-                last_change = time.monotonic()
-                continue
-
-            if time.monotonic() - last_change >= options.timeout:
-                yield StreamEnd.failure(
-                    "DEADLINE_EXCEEDED",
-                    f"The stream showed no sign of life for {options.timeout:.0f} s.",
-                )
-                return
-
-            if subscription.listener_idle >= QUIET_LISTENER_RENEWALS * check_every:
-                # A running producer writes at least every `check_every`, so
-                # the listener missed something. Seen with listeners that stop
-                # silently, and with the emulator: about 1 listener start in
-                # 100 logs "ListenResponse: Wire format was corrupt" from
-                # google-cloud-firestore 2.34.1, and the change is lost.
-                subscription.refresh()
-
-    def _check_producer(
-        self, subscription: Subscription, state: StreamState, check_every: float
-    ) -> float:
-        """Recover the stream if its lease has run out; return how long to wait
-        for a change before looking again."""
-        now = utc_now()
-        if state.lease_expired(now, LEASE_GRACE):
-            self.recover(subscription)
-            return RECOVERY_INTERVAL
-
-        lease_left = (state.lease.expires_at - now).total_seconds() + LEASE_GRACE
-        return max(min(check_every, lease_left), MIN_WAIT)
+        """Yield the chunks from position `start` on, live, then the end; see
+        `reader.follow`."""
+        return follow(self.store, self.recovery, subscription, start, options)
 
     def recover(self, subscription: Subscription) -> None:
-        """Resume, fail or cancel a running stream whose producer missed its lease.
-
-        A stream with a pending cancel request ends as cancelled. A resumable
-        flow registered on this instance is resumed here from the last
-        committed chunk; any other stream is marked failed. A write
-        conditional on the record's update time makes sure that only one
-        instance acts, and that a late producer is fenced off. Instance-wide,
-        one attempt per stream starts every `RECOVERY_INTERVAL` at most.
-        """
-        if self.stopping or not subscription.recovery_lock.acquire(blocking=False):
-            return
-        try:
-            if subscription.claim_recovery(RECOVERY_INTERVAL):
-                self._recover(subscription.stream_id)
-        except WriteConflict:
-            logger.info(
-                "Another instance recovered the stream first",
-                extra={"stream_id": subscription.stream_id},
-            )
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            logger.warning(
-                "Recovering the stream failed: %r; trying again later",
-                error,
-                extra={"stream_id": subscription.stream_id},
-            )
-        finally:
-            subscription.recovery_lock.release()
-
-    def _recover(self, stream_id: str) -> None:
-        from .flow import registered_flow
-
-        found = self.store.get(stream_id)
-        if found is None:
-            self.hub.publish_gone(stream_id)
-            return
-
-        stored, update_time = found
-        state = StreamState.from_record(stream_id, stored, update_time)
-        if not state.lease_expired(utc_now(), LEASE_GRACE):
-            self.hub.publish(state)
-            return
-
-        flow = registered_flow(state.flow)
-        if state.cancel_requested:
-            self._end_dead(state, stored, Status.CANCELLED)
-        elif flow is not None and flow.resumable:
-            self._take_over(stream_id, flow, stored, update_time)
-        else:
-            self._end_dead(state, stored, Status.FAILED)
+        """Recover a stream whose producer missed its lease; see `Recovery`."""
+        self.recovery.recover(subscription)
 
     def hand_over(self) -> None:
-        """Release the streams of resumable flows produced here, take none
-        over any more, and end local readers, because this instance is
-        shutting down.
-
-        Other instances resume the released streams within about
-        `LEASE_GRACE` instead of after their leases run out. Once the
-        releases are written, or after `HAND_OVER_TIMEOUT` seconds, every
-        local reader gets its stream's committed chunks and then an
-        `UNAVAILABLE` frame that tells the client to reconnect. Streams of other flows
-        go on until the process exits.
-        """
-        with self._producers_lock:
-            producers = [p for p in self._producers if p.resumable]
-            first_call = not self.stopping
-            self.stopping = True
-        if first_call:
-            logger.info(
-                "Instance is shutting down; releasing %d streams of resumable flows",
-                sum(1 for p in producers if not p.finished.is_set()),
-                extra={"instance": self.instance_id},
-            )
-        for producer in producers:
-            producer.release()
-
-        give_up_at = time.monotonic() + HAND_OVER_TIMEOUT
-        for producer in producers:
-            producer.finished.wait(max(give_up_at - time.monotonic(), 0.0))
-        self.hub.interrupt()
-
-    def _track(self, producer: Producer) -> None:
-        """Keep a producer for `hand_over`; the first one arms the shutdown
-        watch."""
-        with self._producers_lock:
-            self._producers = [p for p in self._producers if not p.finished.is_set()]
-            self._producers.append(producer)
-            first = not self._watching
-            self._watching = True
-        if first:
-            watch_for_shutdown(self.hand_over)
+        """Release this instance's streams because it shuts down; see
+        `Recovery.hand_over`."""
+        self.recovery.hand_over()
 
     def cancel(
         self, stream_id: str, *, caller: Caller = ANONYMOUS
@@ -460,7 +219,7 @@ class StreamManager:
                 return state
 
             if state.lease_expired(utc_now(), LEASE_GRACE):
-                changes = self._ending_fields(stored, Status.CANCELLED)
+                changes = self.recovery.ending_fields(stored, Status.CANCELLED)
             else:
                 changes = {fields.CANCEL_REQUESTED: True}
             try:
@@ -497,109 +256,5 @@ class StreamManager:
                 if latest is None or latest.ended or left <= 0:
                     return latest
                 check_every = min(options.renew_interval, options.timeout)
-                wait = self._check_producer(subscription, latest, check_every)
+                wait = self.recovery.check_producer(subscription, latest, check_every)
                 subscription.wait(version, min(wait, left))
-
-    def _take_over(
-        self,
-        stream_id: str,
-        flow: DurableFlow[Any, Any],
-        stored: dict[str, Any],
-        update_time: datetime.datetime,
-    ) -> None:
-        token = int(stored[fields.LEASE]["token"]) + 1
-        now = utc_now()
-        lease = Lease(
-            self.instance_id,
-            token,
-            now + datetime.timedelta(seconds=flow.options.lease),
-        )
-        changes = {
-            fields.LEASE: lease.to_fields(),
-            fields.EXPIRES_AT: fields.running_expiry(lease, flow.options.ttl),
-            fields.UPDATED_AT: now,
-            fields.COMMITS: int(stored[fields.COMMITS]) + 1,
-        }
-        try:
-            input_value = flow.parse_input(
-                json.loads(stored.get(fields.INPUT) or "null")
-            )
-        except (FlowError, ValueError) as error:
-            logger.error(
-                "Stored input of stream cannot be parsed: %r",
-                error,
-                extra={"stream_id": stream_id},
-            )
-            state = StreamState.from_record(stream_id, stored, update_time)
-            self._end_dead(state, stored, Status.FAILED)
-            return
-
-        new_time = self.store.update_if_unchanged(
-            stream_id, changes, expected=update_time
-        )
-        taken = {**stored, **changes}
-        state = StreamState.from_record(stream_id, taken, new_time)
-        slot = running_flows.occupy(state.owner)
-        producer = Producer(
-            flow=flow,
-            store=self.store,
-            hub=self.hub,
-            stream_id=stream_id,
-            record=taken,
-            update_time=new_time,
-            input_value=input_value,
-            on_finished=slot.release,
-        )
-        self.hub.publish(state)
-        producer.start(state)
-        self._track(producer)
-        logger.warning(
-            "Took over stream whose producer stopped; resuming at chunk %d",
-            state.count,
-            extra={
-                "stream_id": stream_id,
-                "flow": flow.name,
-                "instance": self.instance_id,
-            },
-        )
-
-    def _end_dead(
-        self, state: StreamState, stored: dict[str, Any], status: Status
-    ) -> None:
-        """End a stream whose producer is dead as failed or cancelled."""
-        changes = self._ending_fields(stored, status)
-        new_time = self.store.update_if_unchanged(
-            state.stream_id, changes, expected=state.update_time
-        )
-        self.hub.publish(
-            StreamState.from_record(state.stream_id, {**stored, **changes}, new_time)
-        )
-        logger.warning(
-            "Stream ended %s because its producer stopped",
-            status,
-            extra={"stream_id": state.stream_id, "flow": state.flow},
-        )
-
-    def _ending_fields(self, stored: dict[str, Any], status: Status) -> dict[str, Any]:
-        """Return the fields that end a stream without its producer.
-
-        The lease token moves on, so a producer that was only paused can no
-        longer write.
-        """
-        if status is Status.CANCELLED:
-            error: FlowError = Cancelled()
-        else:
-            error = Unavailable(DEAD_PRODUCER_MESSAGE)
-        now = utc_now()
-        lease = Lease(self.instance_id, int(stored[fields.LEASE]["token"]) + 1, now)
-        return {
-            fields.STATUS: status.value,
-            fields.ERROR: {"status": error.status, "message": error.message},
-            fields.ENDED_AT: now,
-            fields.UPDATED_AT: now,
-            fields.EXPIRES_AT: fields.ended_expiry(
-                now, float(stored[fields.TTL_SECONDS])
-            ),
-            fields.LEASE: lease.to_fields(),
-            fields.COMMITS: int(stored[fields.COMMITS]) + 1,
-        }
