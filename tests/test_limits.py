@@ -143,6 +143,35 @@ def test_bad_requests_get_clear_errors(
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "headers"),
+    [
+        ("GET", {"streamId": "A" * 50_000}, {}),
+        ("GET", {"streamId": "A" * 22, "lastEventId": "9" * 50_000}, {}),
+        ("GET", {"streamId": "A" * 22}, {"Last-Event-ID": "x" * 8_000}),
+        ("POST", {}, {"X-Genkit-Stream-Id": "A" * 22, "Last-Event-ID": "x" * 8_000}),
+    ],
+)
+def test_rejected_values_are_quoted_short(
+    server: Server, method: str, params: dict[str, str], headers: dict[str, str]
+) -> None:
+    # functions-framework sets no limit on the request line, so a query
+    # value can be megabytes long.
+    response = httpx.request(
+        method,
+        server.url("countdown"),
+        params=params,
+        json={},
+        headers={**SSE_HEADERS, **headers},
+        timeout=30,
+    )
+
+    message = error_of(response)["message"]
+    assert response.status_code == 400
+    assert len(message) < 300, message[:300]
+    assert max(len(line) for line in server.logs().splitlines()) < 5_000
+
+
 def test_chunked_body_over_size_limit_gets_413(server: Server) -> None:
     limit = 256 * 1024
 

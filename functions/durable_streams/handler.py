@@ -49,6 +49,7 @@ from .wire import (
     error_json,
     http_status,
     is_valid_stream_id,
+    quote_value,
 )
 
 if TYPE_CHECKING:
@@ -353,7 +354,9 @@ def _follow_standard(
             f"?{STREAM_ID_PARAMETER}=<id>. Start a stream with POST.",
         )
     if not is_valid_stream_id(stream_id):
-        raise HttpError(400, "INVALID_ARGUMENT", f"{stream_id!r} is not a stream id.")
+        raise HttpError(
+            400, "INVALID_ARGUMENT", f"{quote_value(stream_id)} is not a stream id."
+        )
     start = _start_position(request)
     caller = _caller(flow, request)
 

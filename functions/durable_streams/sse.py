@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .wire import encode_json
+from .wire import encode_json, quote_value
 
 CHUNK_EVENT: Final = "chunk"
 RESULT_EVENT: Final = "result"
@@ -81,7 +81,8 @@ def parse_position(value: str | None) -> int | None:
     text = value.strip()
     if not text.isascii() or not text.isdigit() or len(text) > _MAX_POSITION_DIGITS:
         raise InvalidPosition(
-            f"a last event id must be a chunk position such as '7', got: {value!r}"
+            "a last event id must be a chunk position such as '7', got: "
+            f"{quote_value(value)}"
         )
     return int(text)
 

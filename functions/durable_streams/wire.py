@@ -30,6 +30,9 @@ EVENT_STREAM: Final = "text/event-stream"
 _STREAM_ID_BYTES: Final = 16
 _STREAM_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
+QUOTED_CHARACTERS: Final = 40
+"""Characters of a rejected value that an error message quotes."""
+
 # HTTP status for each Genkit status name, as Genkit's servers map them.
 HTTP_STATUS: Final[dict[str, int]] = {
     "OK": 200,
@@ -132,6 +135,14 @@ def _has_zero_quality(parameters: str) -> bool:
         except ValueError:
             return False
     return False
+
+
+def quote_value(value: str) -> str:
+    """Quote a rejected value for an error message, cut after its first
+    `QUOTED_CHARACTERS` characters."""
+    if len(value) <= QUOTED_CHARACTERS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARACTERS]!r}..."
 
 
 def new_stream_id() -> str:
