@@ -19,7 +19,7 @@ from durable_streams.store import StreamStore
 from durable_streams.wire import is_valid_stream_id, new_stream_id
 from support.auth_emulator import AuthEmulator
 from support.servers import Server
-from support.sse import SSE_HEADERS, stream
+from support.sse import SSE_HEADERS, iter_frames, stream
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -236,6 +236,22 @@ def test_chunk_and_output_limits_end_stream(start_server: Any) -> None:
     assert "limit of 1000 bytes" in big_output.final["error"]["message"]
     assert plain_call.status_code == 429
     assert error_of(plain_call)["status"] == "RESOURCE_EXHAUSTED"
+
+
+def test_lone_surrogate_keeps_chunk_size(server: Server) -> None:
+    # 200 KB of two-byte characters and one lone surrogate, sent back as a
+    # chunk and as the output; both stay under their 256 KiB limits.
+    text = "é" * 100_000 + "\ud800"
+    body = b'{"data": "' + ("é" * 100_000).encode() + b'\\ud800"}'
+
+    with httpx.stream(
+        "POST", server.url("echo"), content=body, headers=SSE_HEADERS, timeout=60
+    ) as response:
+        frames = list(iter_frames(response))
+
+    assert response.status_code == 200
+    assert frames[0] == {"message": text, "seq": 0}
+    assert frames[-1] == {"result": text}
 
 
 def test_instance_flow_limit(start_server: Any) -> None:

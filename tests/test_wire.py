@@ -43,6 +43,15 @@ def test_encode_json_escapes_lone_surrogates() -> None:
     text.encode("utf-8")
 
 
+def test_encode_json_escapes_only_surrogates() -> None:
+    # One lone surrogate must not make every other non-ASCII character an
+    # escape, which would make the text up to three times longer.
+    text = wire.encode_json({"text": "é😀" * 3 + "\udc00", "key\ud83d": 1})
+
+    assert text == '{"text":"é😀é😀é😀\\udc00","key\\ud83d":1}'
+    assert json.loads(text) == {"text": "é😀" * 3 + "\udc00", "key\ud83d": 1}
+
+
 def test_encode_json_rejects_deep_nesting() -> None:
     value: list[object] = []
     for _ in range(100_000):

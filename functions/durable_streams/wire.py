@@ -30,6 +30,8 @@ EVENT_STREAM: Final = "text/event-stream"
 _STREAM_ID_BYTES: Final = 16
 _STREAM_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
 QUOTED_CHARACTERS: Final = 40
 """Characters of a rejected value that an error message quotes."""
 
@@ -75,10 +77,15 @@ def encode_json(value: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate cannot be sent as UTF-8, but its \u escape can.
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        # A lone surrogate cannot be sent as UTF-8, but its \u escape can. It
+        # occurs only inside a JSON string, where the escape means the same.
+        text = _SURROGATE.sub(_escape_surrogate, text)
 
     return text
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def chunk_frame(chunk_json: str, seq: int) -> str:
