@@ -11,7 +11,7 @@ from google.cloud import firestore
 
 from durable_streams.wire import STREAM_ID_HEADER
 from support.servers import Server
-from support.sse import SSE_HEADERS, stream
+from support.sse import SSE_HEADERS, iter_frames, stream
 
 
 def wait_for_status(
@@ -83,6 +83,21 @@ def test_flow_error_live_and_on_reconnect(server: Server) -> None:
     assert live.final == expected_error
     live.assert_one_final_frame_last()
     assert replay.frames == live.frames
+
+
+def test_flow_error_message_with_lone_surrogate(server: Server) -> None:
+    # Firestore stores only valid UTF-8, so the lone surrogate in the
+    # message becomes U+FFFD instead of failing the write of the error.
+    body = b'{"data": {"after": 1, "message": "bad \\ud800 input"}}'
+    with httpx.stream(
+        "POST", server.url("fail"), content=body, headers=SSE_HEADERS, timeout=30
+    ) as response:
+        live = list(iter_frames(response))
+    replay = stream(server.url("fail"), stream_id=response.headers[STREAM_ID_HEADER])
+
+    expected_error = {"error": {"status": "ABORTED", "message": "bad \ufffd input"}}
+    assert live == [{"message": 0, "seq": 0}, expected_error]
+    assert replay.frames == live
 
 
 def test_flow_crash_sends_generic_internal_error(server: Server) -> None:

@@ -584,5 +584,8 @@ def _ending(
     if result_json is not None:
         ending[fields.RESULT] = result_json
     if error is not None:
-        ending[fields.ERROR] = {"status": error.status, "message": error.message}
+        ending[fields.ERROR] = {
+            "status": error.status,
+            "message": fields.storable_text(error.message),
+        }
     return ending

@@ -230,6 +230,12 @@ def split_chunks(stored: str | Sequence[str]) -> list[str]:
     return list(stored)
 
 
+def storable_text(text: str) -> str:
+    """Replace each lone surrogate in `text` with U+FFFD, because Firestore
+    stores only valid UTF-8 strings."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def segment_id(last: int) -> str:
     """Return the chunk document id for a run of chunks ending at `last`."""
     return f"{last:0{SEGMENT_ID_DIGITS}d}"
