@@ -238,6 +238,31 @@ def test_chunk_and_output_limits_end_stream(start_server: Any) -> None:
     assert error_of(plain_call)["status"] == "RESOURCE_EXHAUSTED"
 
 
+def test_chunk_and_output_at_exact_limits(start_server: Any) -> None:
+    server = start_server(
+        env={"STREAM_MAX_CHUNK_BYTES": "2000", "STREAM_MAX_OUTPUT_BYTES": "1000"}
+    )
+
+    # Sizes count as Firestore stores strings: UTF-8 bytes plus one. The JSON
+    # text of a blast chunk is 16 bytes plus its padding, and that of a string
+    # output is 2 bytes plus its characters.
+    chunk_at_limit = stream(server.url("blast"), {"count": 1, "size": 1983})
+    chunk_over = stream(server.url("blast"), {"count": 1, "size": 1984})
+    output_at_limit = stream(server.url("echo"), "é" * 498 + "y")
+    output_over = stream(server.url("echo"), "y" * 998)
+
+    assert chunk_at_limit.final == {"result": {"sent": 1}}
+    assert chunk_over.final is not None
+    assert chunk_over.final["error"]["message"] == (
+        "A chunk of 2001 bytes exceeds the limit of 2000 bytes."
+    )
+    assert output_at_limit.final == {"result": "é" * 498 + "y"}
+    assert output_over.final is not None
+    assert output_over.final["error"]["message"] == (
+        "The flow output of 1001 bytes exceeds the limit of 1000 bytes."
+    )
+
+
 def test_lone_surrogate_keeps_chunk_size(server: Server) -> None:
     # 200 KB of two-byte characters and one lone surrogate, sent back as a
     # chunk and as the output; both stay under their 256 KiB limits.
