@@ -128,8 +128,13 @@ def start_emulator(
     log_path: Path | None = None,
     extra_args: tuple[str, ...] = (),
     timeout: float = 60.0,
+    detach: bool = False,
 ) -> Emulator:
-    """Start the emulator and wait until it answers HTTP."""
+    """Start the emulator and wait until it answers HTTP.
+
+    With `detach`, the emulator runs in a session of its own, so a Ctrl+C in
+    the terminal that started it does not reach it.
+    """
     command = [
         find_java(),
         "-Duser.language=en",
@@ -142,13 +147,14 @@ def start_emulator(
         f"--project_id={project}",
         *extra_args,
     ]
-    if log_path is None:
+    with open(log_path or os.devnull, "ab") as log:
         process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
         )
-    else:
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     emulator = Emulator(process, host, port, project)
 
     deadline = time.monotonic() + timeout
@@ -177,7 +183,7 @@ def _pid_file(port: int) -> Path:
 def _start(args: argparse.Namespace) -> int:
     STATE_DIR.mkdir(exist_ok=True)
     log_path = STATE_DIR / f"firestore-emulator-{args.port}.log"
-    emulator = start_emulator(args.port, args.project, args.host, log_path)
+    emulator = start_emulator(args.port, args.project, args.host, log_path, detach=True)
     _pid_file(args.port).write_text(str(emulator.process.pid))
     print(
         f"Firestore emulator running on {emulator.address} (pid {emulator.process.pid})"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from emulator_suite import (
 from firestore_emulator import MAIN_CLASS, Emulator
 from purge_expired import ttl_policies
 from support.clients import client_for
-from support.servers import ROOT
+from support.servers import ROOT, free_port
 
 PURGE_PROJECT = "demo-purge-test"
 
@@ -178,3 +183,50 @@ def test_setup_java_provides_java_21() -> None:
 
 def test_java_major_version_of_missing_binary(tmp_path: Path) -> None:
     assert java_major_version(str(tmp_path / "no-java")) is None
+
+
+def _answers_http(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_started_emulator_survives_ctrl_c() -> None:
+    """A Ctrl+C that stops scripts/run leaves the emulator and its streams."""
+    port = free_port()
+    script = ROOT / "scripts" / "firestore_emulator.py"
+    # A shell in a session of its own plays the terminal: SIGINT to its
+    # process group is what Ctrl+C sends to the foreground job.
+    with subprocess.Popen(
+        ["bash", "-c", f"'{sys.executable}' '{script}' start --port {port}; sleep 60"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as terminal:
+        try:
+            assert terminal.stdout is not None
+            started = terminal.stdout.readline()
+            assert "Firestore emulator running" in started
+            emulator_pid = int(
+                (ROOT / ".local" / f"firestore-emulator-{port}.pid").read_text()
+            )
+            assert os.getpgid(emulator_pid) != terminal.pid
+
+            os.killpg(terminal.pid, signal.SIGINT)
+            terminal.wait(timeout=10)
+            time.sleep(2)
+
+            assert _answers_http(port)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(terminal.pid, signal.SIGKILL)
+            stopped = subprocess.run(
+                [sys.executable, str(script), "stop", "--port", str(port)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+    assert "Stopped the Firestore emulator" in stopped.stdout
