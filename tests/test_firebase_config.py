@@ -69,7 +69,7 @@ def test_firestore_config_names_rules_and_indexes() -> None:
 def test_emulator_ports_avoid_scripts_run() -> None:
     emulators = CONFIG["emulators"]
     ports = [emulators[name]["port"] for name in ("hub", "logging", "ui")]
-    ports += [emulators["functions"]["port"], emulators["firestore"]["port"]]
+    ports += [emulators[name]["port"] for name in ("auth", "functions", "firestore")]
     ports.append(emulators["firestore"]["websocketPort"])
     run_script = (ROOT / "scripts" / "run").read_text()
     run_ports = {int(port) for port in re.findall(r"PORT:-(\d+)", run_script)}
@@ -79,11 +79,11 @@ def test_emulator_ports_avoid_scripts_run() -> None:
     assert not set(ports) & run_ports
 
 
-def test_emulator_suite_runs_firestore_functions_and_ui() -> None:
+def test_emulator_suite_runs_firestore_functions_auth_and_ui() -> None:
     emulators = CONFIG["emulators"]
 
     assert emulators["ui"]["enabled"] is True
-    for name in ("firestore", "functions", "ui"):
+    for name in ("firestore", "functions", "auth", "ui"):
         assert emulators[name]["host"] == "127.0.0.1"
 
 
