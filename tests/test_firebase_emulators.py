@@ -164,3 +164,54 @@ def test_check_used_the_suite_firestore_emulator(suite_run: SuiteRun) -> None:
     firestore_port = suite_run.ports["firestore"]
 
     assert suite_run.report["emulator_host"] == f"127.0.0.1:{firestore_port}"
+
+
+def _function_worker_pids() -> set[int]:
+    """Return the pids of the functions-framework processes of this checkout."""
+    worker = ROOT / "functions" / "venv" / "bin" / "functions-framework"
+    listing = subprocess.run(
+        ["pgrep", "-f", f"python {worker}"], capture_output=True, text=True
+    )
+    return {int(pid) for pid in listing.stdout.split()}
+
+
+def test_emulators_script_stops_function_workers(tmp_path: Any) -> None:
+    """firebase-tools leaves its function workers running after emulators:exec;
+    scripts/emulators stops them with it."""
+    ports = {
+        name: free_port()
+        for name in ("hub", "logging", "ui", "functions", "firestore", "websocket")
+    }
+    config = derived_config(tmp_path / "project", ports=ports, ui=False)
+    url = f"http://127.0.0.1:{ports['functions']}/{PROJECT}/us-central1/countdown"
+    request = (
+        "curl -s -X POST -H 'Content-Type: application/json' "
+        f"-d '{{\"data\": 2}}' {url}"
+    )
+    env = {**os.environ, "COUNTDOWN_TICK_SECONDS": "0.1"}
+    env.pop("FIRESTORE_EMULATOR_HOST", None)
+    before = _function_worker_pids()
+
+    completed = subprocess.run(
+        [
+            str(ROOT / "scripts" / "emulators"),
+            "exec",
+            "--config",
+            str(config),
+            "--only",
+            "firestore,functions",
+            request,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+    )
+
+    left = _function_worker_pids() - before
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert '{"result":"Liftoff!"}' in completed.stdout
+    assert not left
