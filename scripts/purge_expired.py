@@ -18,6 +18,8 @@ import datetime
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from google.cloud import firestore
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEXES = ROOT / "firestore.indexes.json"
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for the emulator's first answer."""
 BATCH_SIZE = 500
 """Documents deleted per batch, Firestore's limit of writes per batch."""
 
@@ -63,6 +67,17 @@ def purge_expired(
     return deleted
 
 
+def emulator_answers(host: str) -> bool:
+    """Return whether an HTTP server answers at `host` (host:port)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}/", timeout=CONNECT_TIMEOUT):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -83,6 +98,15 @@ def main() -> int:
             "error: no emulator given; set FIRESTORE_EMULATOR_HOST or pass --host "
             "(firebase.json's Firestore emulator is 127.0.0.1:8280). This script "
             "never touches a real database: TTL policies clean those up.",
+            file=sys.stderr,
+        )
+        return 2
+
+    if not emulator_answers(args.host):
+        print(
+            f"error: no Firestore emulator answers at {args.host}. Start one "
+            "(scripts/run uses 127.0.0.1:8180, scripts/emulators 127.0.0.1:8280) "
+            "or name the running one with FIRESTORE_EMULATOR_HOST or --host.",
             file=sys.stderr,
         )
         return 2

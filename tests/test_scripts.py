@@ -94,6 +94,15 @@ def test_purge_rejects_running_without_emulator() -> None:
     assert "never touches a real database" in purged.stderr
 
 
+def test_purge_stops_when_no_emulator_answers() -> None:
+    host = f"127.0.0.1:{free_port()}"
+
+    purged = _purge({**os.environ, "FIRESTORE_EMULATOR_HOST": host})
+
+    assert purged.returncode == 2
+    assert f"no Firestore emulator answers at {host}" in purged.stderr
+
+
 def test_purge_covers_every_ttl_policy() -> None:
     indexes = json.loads((ROOT / "firestore.indexes.json").read_text())
     expected = {
