@@ -7,6 +7,7 @@ For N down to 1 it waits one tick and sends a chunk; its output is
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from typing import Any
 
@@ -32,7 +33,8 @@ def parse_count(data: Any) -> int:
 
 
 def _shown(data: Any) -> str:
-    text = repr(data)
+    """The input as JSON text, cut after `SHOWN_CHARACTERS` characters."""
+    text = json.dumps(data, ensure_ascii=False)
     if len(text) <= SHOWN_CHARACTERS:
         return text
     return text[:SHOWN_CHARACTERS] + "..."

@@ -105,6 +105,7 @@ def test_reconnect_unknown_or_malformed_id_gets_204(
 
     assert response.status_code == 204
     assert response.content == b""
+    assert "content-type" not in response.headers
 
 
 def test_reconnect_expired_stream_gets_204(start_server: ServerFactory) -> None:

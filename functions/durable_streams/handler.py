@@ -298,7 +298,7 @@ def _reconnect(
 ) -> flask.Response:
     if not is_valid_stream_id(stream_id):
         logger.info("Reconnect with a malformed stream id", extra={"flow": flow.name})
-        return flask.Response(status=204)
+        return _no_content()
 
     subscription = _subscribe(flow, stream_id, caller)
     if subscription is None:
@@ -306,7 +306,7 @@ def _reconnect(
             "Reconnect to an unknown or inaccessible stream",
             extra={"stream_id": stream_id},
         )
-        return flask.Response(status=204)
+        return _no_content()
 
     logger.info(
         "Reconnected to stream at position %d",
@@ -374,7 +374,7 @@ def _follow_standard(
         logger.info(
             "Follower has seen the whole stream", extra={"stream_id": stream_id}
         )
-        return flask.Response(status=204)
+        return _no_content()
 
     logger.info(
         "Following stream as standard SSE from position %d",
@@ -434,3 +434,10 @@ def _run_call(flow: DurableFlow[Any, Any], input_value: Any) -> flask.Response:
     return flask.Response(
         f'{{"result":{output_json}}}', status=200, content_type="application/json"
     )
+
+
+def _no_content() -> flask.Response:
+    """Return a 204 response, without the Content-Type of a body it lacks."""
+    response = flask.Response(status=204)
+    del response.headers["Content-Type"]
+    return response
