@@ -8,10 +8,11 @@ The options chosen, and why, are explained in the README's production section.
 
 import flask
 from cloudevents.abstract import CloudEvent
-from firebase_functions import https_fn, options
+from firebase_functions import https_fn, options, scheduler_fn
 
 from countdown import countdown_flow
 from durable_streams.logs import configure_logging
+from durable_streams.sweep import sweep_dead_streams
 from durable_streams.trigger import finalize_stream_event, on_stream_written
 
 configure_logging()
@@ -38,3 +39,13 @@ def countdown(request: flask.Request) -> flask.Response:
 def finalize_stream(event: CloudEvent) -> None:
     """Make an ended stream's documents expire together, one TTL after its end."""
     finalize_stream_event(event, STREAMS.collection)
+
+
+@scheduler_fn.on_schedule(
+    schedule="every 1 minutes",
+    timeout_sec=120,
+    memory=options.MemoryOption.MB_256,
+)
+def sweep_streams(event: scheduler_fn.ScheduledEvent) -> None:
+    """End the streams whose producer died while no client followed them."""
+    sweep_dead_streams(STREAMS.collection)

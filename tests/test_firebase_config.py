@@ -19,6 +19,7 @@ import yaml
 from google.cloud import firestore
 
 from durable_streams.config import DEFAULT_COLLECTION
+from durable_streams.store import LEASE_END
 from support.servers import FUNCTIONS, ROOT, Server, free_port
 from support.sse import stream
 
@@ -126,9 +127,19 @@ def test_ttl_overrides_exempt_expires_at_from_indexing() -> None:
         assert override["indexes"] == []
 
 
-def test_no_composite_indexes_are_needed() -> None:
-    # Chunk documents are read by document id only, and records by id.
-    assert INDEXES["indexes"] == []
+def test_only_the_sweep_query_has_a_composite_index() -> None:
+    # Chunk documents and records are read by id; only the sweep of dead
+    # producers queries, on the status and the end of the lease.
+    assert INDEXES["indexes"] == [
+        {
+            "collectionGroup": DEFAULT_COLLECTION,
+            "queryScope": "COLLECTION",
+            "fields": [
+                {"fieldPath": "status", "order": "ASCENDING"},
+                {"fieldPath": LEASE_END, "order": "ASCENDING"},
+            ],
+        }
+    ]
 
 
 @pytest.fixture
@@ -264,6 +275,15 @@ def test_deploy_discovers_finalize_trigger(
         "document": f"{DEFAULT_COLLECTION}/{{streamId}}"
     }
     assert discovered_functions["finalize_stream"]["entryPoint"] == "finalize_stream"
+
+
+def test_deploy_discovers_sweep_schedule(
+    discovered_functions: dict[str, Any],
+) -> None:
+    sweep = discovered_functions["sweep_streams"]
+
+    assert sweep["scheduleTrigger"]["schedule"] == "every 1 minutes"
+    assert sweep["entryPoint"] == "sweep_streams"
 
 
 def test_threads_match_countdown_concurrency(

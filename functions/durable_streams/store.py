@@ -22,6 +22,8 @@ from .wire import is_valid_stream_id
 
 logger = logging.getLogger(__name__)
 
+LEASE_END = f"{fields.LEASE}.expiresAt"
+"""Field path of the end of a record's lease."""
 RPC_TIMEOUT = float(os.environ.get("FIRESTORE_RPC_TIMEOUT_SECONDS") or 10.0)
 """Seconds one Firestore call may take before it counts as failed."""
 
@@ -105,6 +107,30 @@ class StreamStore:
         if not snapshot.exists:
             return None
         return _from_stored(snapshot.to_dict() or {}), snapshot.update_time
+
+    def running_with_lease_before(
+        self, cutoff: datetime.datetime, limit: int
+    ) -> list[tuple[str, dict[str, Any], datetime.datetime]]:
+        """Return up to `limit` running records whose lease ended before
+        `cutoff`, the oldest lease first, each with its id and update time.
+
+        The query needs the composite index on `status` and `lease.expiresAt`
+        that firestore.indexes.json declares.
+        """
+        query = (
+            self._records.where(
+                filter=firestore.FieldFilter(
+                    fields.STATUS, "==", fields.Status.RUNNING.value
+                )
+            )
+            .where(filter=firestore.FieldFilter(LEASE_END, "<", cutoff))
+            .order_by(LEASE_END)
+            .limit(limit)
+        )
+        return [
+            (snapshot.id, _from_stored(snapshot.to_dict() or {}), snapshot.update_time)
+            for snapshot in query.stream(retry=None, timeout=RPC_TIMEOUT)
+        ]
 
     def read_state(self, stream_id: str) -> StreamState | None:
         """Read a record as a `StreamState`; a malformed record counts as absent."""
