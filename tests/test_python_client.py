@@ -153,7 +153,7 @@ def test_client_rejected_input_raises(server: Server) -> None:
         client.stream("five")
 
     assert raised.value.status == "INVALID_ARGUMENT"
-    assert "'five'" in raised.value.message
+    assert '"five"' in raised.value.message
 
 
 def test_client_unknown_stream_raises_not_found(server: Server) -> None:
