@@ -153,6 +153,31 @@ def test_client_disconnect_at_once_flow_completes(
     assert replay.final == {"result": "Liftoff!"}
 
 
+def test_dropped_readers_of_silent_stream_free_threads(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(env={"THREADS": "4"})
+    first = stream(server.url("think"), {"seconds": 90}, max_frames=0, timeout=30)
+    assert first.stream_id is not None
+
+    # Genkit's dialect has no keep-alive, so nothing is written to these
+    # connections until the flow sends a chunk. Each reader whose client has
+    # gone must still free its thread, or the server stops responding.
+    for _ in range(6):
+        dropped = stream(
+            server.url("think"), stream_id=first.stream_id, max_frames=0, timeout=30
+        )
+        assert dropped.status_code == 200
+
+    response = httpx.post(
+        server.url("think/cancel"),
+        headers={STREAM_ID_HEADER: first.stream_id},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
 def test_record_has_expiry_from_creation(
     server: Server, db: firestore.Client, collection: str
 ) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from .connection import ClientConnection
 from .hub import Subscription
 from .producer import INTERNAL_MESSAGE
 from .reader import ChunkRun, Idle, StreamEnd, StreamEvent
@@ -116,6 +117,8 @@ class EventStreamBody:
 
     A WSGI server closes the body even when it never iterated it, so the
     subscription cannot leak when a client disconnects before the first byte.
+    The body also ends, without a final frame, once a wait for a change finds
+    the client gone.
     """
 
     def __init__(
@@ -124,11 +127,13 @@ class EventStreamBody:
         subscription: Subscription,
         start: int,
         dialect: Dialect,
+        connection: ClientConnection,
     ) -> None:
         self._flow = flow
         self._subscription = subscription
         self._start = start
         self._dialect = dialect
+        self._connection = connection
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -137,7 +142,7 @@ class EventStreamBody:
             self._subscription, self._start, self._flow.options
         )
         try:
-            yield from self._dialect.render(events)
+            yield from self._dialect.render(self._while_connected(events))
         except Exception:
             logger.exception(
                 "Following the stream failed",
@@ -150,6 +155,16 @@ class EventStreamBody:
     def close(self) -> None:
         with self._lock:
             self._subscription.close()
+
+    def _while_connected(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+        for event in events:
+            if isinstance(event, Idle) and self._connection.closed():
+                logger.info(
+                    "Client disconnected; stopped following the stream",
+                    extra={"stream_id": self._subscription.stream_id},
+                )
+                return
+            yield event
 
 
 def join_pieces(frames: Iterable[str]) -> Iterator[bytes]:

@@ -27,6 +27,7 @@ import flask
 from .auth import Caller, authenticate
 from .bodies import Dialect, EventStreamBody, GenkitFrames, StandardEvents
 from .cancel import is_cancel_request, serve_cancel
+from .connection import ClientConnection, drain_body
 from .context import FlowContext
 from .errors import FlowError
 from .hub import Subscription
@@ -148,7 +149,8 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
                 f"A request with {STREAM_ID_HEADER} reconnects to a stream and needs "
                 f"'Accept: {EVENT_STREAM}'; the flow was not run again.",
             )
-        return _reconnect(flow, stream_id.strip(), caller, _start_position(request))
+        drain_body(request, flow.options.max_request_bytes)
+        return _reconnect(flow, request, stream_id.strip(), caller)
 
     data = _read_data(request, flow.options)
     try:
@@ -159,7 +161,7 @@ def _dispatch(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Resp
     if _prefers_async(request):
         return _start_detached(flow, input_value, encode_json(data), caller)
     if streaming:
-        return _start(flow, input_value, encode_json(data), caller)
+        return _start(flow, request, input_value, encode_json(data), caller)
     return _call(flow, input_value, caller)
 
 
@@ -262,10 +264,14 @@ def _create_stream(
 
 
 def _start(
-    flow: DurableFlow[Any, Any], input_value: Any, input_json: str, caller: Caller
+    flow: DurableFlow[Any, Any],
+    request: flask.Request,
+    input_value: Any,
+    input_json: str,
+    caller: Caller,
 ) -> flask.Response:
     subscription = _create_stream(flow, input_value, input_json, caller)
-    return _event_stream(flow, subscription, 0, GenkitFrames())
+    return _event_stream(flow, request, subscription, 0, GenkitFrames())
 
 
 def _start_detached(
@@ -294,8 +300,9 @@ def _start_detached(
 
 
 def _reconnect(
-    flow: DurableFlow[Any, Any], stream_id: str, caller: Caller, start: int
+    flow: DurableFlow[Any, Any], request: flask.Request, stream_id: str, caller: Caller
 ) -> flask.Response:
+    start = _start_position(request)
     if not is_valid_stream_id(stream_id):
         logger.info("Reconnect with a malformed stream id", extra={"flow": flow.name})
         return _no_content()
@@ -313,7 +320,7 @@ def _reconnect(
         start,
         extra={"stream_id": stream_id, "flow": flow.name},
     )
-    return _event_stream(flow, subscription, start, GenkitFrames())
+    return _event_stream(flow, request, subscription, start, GenkitFrames())
 
 
 def _subscribe(
@@ -382,16 +389,18 @@ def _follow_standard(
         extra={"stream_id": stream_id, "flow": flow.name},
     )
     dialect = StandardEvents(start, flow.options.heartbeat)
-    return _event_stream(flow, subscription, start, dialect)
+    return _event_stream(flow, request, subscription, start, dialect)
 
 
 def _event_stream(
     flow: DurableFlow[Any, Any],
+    request: flask.Request,
     subscription: Subscription,
     start: int,
     dialect: Dialect,
 ) -> flask.Response:
-    body = EventStreamBody(flow, subscription, start, dialect)
+    connection = ClientConnection(request.environ)
+    body = EventStreamBody(flow, subscription, start, dialect, connection)
     response = flask.Response(body, status=200, content_type=EVENT_STREAM)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
