@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 import pytest
 
@@ -55,6 +57,34 @@ def test_wrong_content_type_gets_415(server: Server, content_type: str) -> None:
         headers={**SSE_HEADERS, "Content-Type": content_type},
     )
     assert_error(response, 415, "INVALID_ARGUMENT", "application/json")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(b'{"data": 5}')),
+        ("br", b"\x0b\x05\x80"),
+        ("gzip, identity", gzip.compress(b'{"data": 5}')),
+    ],
+)
+def test_compressed_body_gets_415(server: Server, encoding: str, body: bytes) -> None:
+    response = httpx.post(
+        server.url("countdown"),
+        content=body,
+        headers={**JSON, "Content-Encoding": encoding},
+    )
+    assert_error(response, 415, "INVALID_ARGUMENT", "Content-Encoding")
+    assert response.headers["accept-encoding"] == "identity"
+
+
+def test_identity_encoding_is_accepted(server: Server) -> None:
+    response = httpx.post(
+        server.url("countdown"),
+        json={"data": 1},
+        headers={"Content-Encoding": "identity"},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"result": "Liftoff!"}
 
 
 def test_body_over_limit_gets_413(server: Server) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -60,16 +61,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
+IDENTITY_CODINGS = ("", "identity")
 
 
 class HttpError(Exception):
     """A request that is answered with an error before any flow runs."""
 
-    def __init__(self, http_code: int, status: str, message: str) -> None:
+    def __init__(
+        self,
+        http_code: int,
+        status: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.http_code = http_code
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
 
     @classmethod
     def of(cls, error: FlowError) -> HttpError:
@@ -88,7 +97,9 @@ def serve(flow: DurableFlow[Any, Any], request: flask.Request) -> flask.Response
             error.message,
             extra={"flow": flow.name},
         )
-        return error_response(error.http_code, error.status, error.message)
+        response = error_response(error.http_code, error.status, error.message)
+        response.headers.update(error.headers)
+        return response
     except Exception:
         logger.exception(
             "Request failed",
@@ -218,6 +229,7 @@ def _read_data(request: flask.Request, options: StreamOptions) -> Any:
     if not body.strip():
         return None
 
+    _check_encoding(request)
     mimetype = request.mimetype
     if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise HttpError(
@@ -239,6 +251,23 @@ def _read_data(request: flask.Request, options: StreamOptions) -> Any:
             'The request body must be a JSON object such as {"data": ...}.',
         )
     return payload.get("data")
+
+
+def _check_encoding(request: flask.Request) -> None:
+    """Reject a compressed body with 415 and ``Accept-Encoding: identity``,
+    which RFC 9110 (section 15.5.16) recommends for an unsupported coding."""
+    encoding = request.headers.get("Content-Encoding", "")
+    codings = [coding.strip().lower() for coding in encoding.split(",")]
+    if all(coding in IDENTITY_CODINGS for coding in codings):
+        return
+
+    raise HttpError(
+        415,
+        "INVALID_ARGUMENT",
+        f"Content-Encoding {quote_value(encoding)} is not supported; "
+        "send the body uncompressed.",
+        headers={"Accept-Encoding": "identity"},
+    )
 
 
 def _too_large(limit: int) -> HttpError:
