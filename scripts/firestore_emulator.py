@@ -130,7 +130,7 @@ def start_emulator(
     timeout: float = 60.0,
     detach: bool = False,
 ) -> Emulator:
-    """Start the emulator and wait until it answers HTTP.
+    """Start the emulator and wait until it responds to HTTP requests.
 
     With `detach`, the emulator runs in a session of its own, so a Ctrl+C in
     the terminal that started it does not reach it.

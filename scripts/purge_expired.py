@@ -29,7 +29,7 @@ from google.cloud import firestore
 ROOT = Path(__file__).resolve().parent.parent
 INDEXES = ROOT / "firestore.indexes.json"
 CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for the emulator's first answer."""
+"""Seconds to wait for the emulator to respond."""
 BATCH_SIZE = 500
 """Documents deleted per batch, Firestore's limit of writes per batch."""
 
@@ -68,7 +68,7 @@ def purge_expired(
 
 
 def emulator_answers(host: str) -> bool:
-    """Return whether an HTTP server answers at `host` (host:port)."""
+    """Return whether an HTTP server responds at `host` (host:port)."""
     try:
         with urllib.request.urlopen(f"http://{host}/", timeout=CONNECT_TIMEOUT):
             return True

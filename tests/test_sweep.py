@@ -1,5 +1,5 @@
-"""The scheduled sweep ends streams whose producer died while nobody followed
-them, and leaves everything else alone."""
+"""The scheduled sweep ends streams whose producer died while no client followed
+them, and changes no other stream."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _start(url: str, data: object) -> str:
     return started.stream_id
 
 
-def test_sweep_ends_unfollowed_streams_of_dead_producers(
+def test_sweep_ends_dead_unfollowed_streams(
     start_server: ServerFactory, db: firestore.Client, collection: str
 ) -> None:
     env = {"STREAM_LEASE_SECONDS": str(LEASE_SECONDS)}
@@ -84,10 +84,10 @@ def test_sweep_ends_unfollowed_streams_of_dead_producers(
     assert _record(db, collection, alive)["status"] == "running"
 
 
-def test_scheduled_function_sweeps_through_http(
+def test_scheduled_sweep_over_http(
     start_server: ServerFactory, db: firestore.Client, collection: str
 ) -> None:
-    """The deployed function, called as Cloud Scheduler calls it."""
+    """Call the deployed function with the headers that Cloud Scheduler sends."""
     doomed = start_server(env={"STREAM_LEASE_SECONDS": str(LEASE_SECONDS)})
     sweeper = start_server(source=FUNCTIONS / "main.py", target="sweep_streams")
     dead = _start(doomed.url("ticker"), {"count": 10_000, "tick": 0.1})

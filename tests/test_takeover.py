@@ -127,9 +127,8 @@ def test_paused_producer_is_fenced_after_takeover(
         (signal.SIGTERM, False),
         (signal.SIGTERM, True),
         # gunicorn's quick shutdown: SIGINT to its master, which sends SIGQUIT
-        # to the worker. A terminal's Ctrl+C sends SIGINT to the worker as well,
-        # and gunicorn's threaded worker can deadlock on the second signal;
-        # scripts/run therefore sends SIGTERM to the master alone.
+        # to the worker. A terminal's Ctrl+C also reaches the worker, whose
+        # quit handler can then deadlock, so scripts/run sends SIGTERM instead.
         (signal.SIGINT, False),
     ],
     ids=["sigterm", "sigterm-reader-on-stopping-server", "sigint"],

@@ -21,8 +21,10 @@ from typing import Any
 import flask
 
 SOCKET_KEY = "gunicorn.socket"
+"""Key of the client socket in the WSGI environ of a gunicorn request."""
 
 DRAIN_BYTES = 64 * 1024
+"""Size of each read of a request body that is dropped."""
 
 
 class ClientConnection:
@@ -39,7 +41,7 @@ class ClientConnection:
     def closed(self) -> bool:
         """Tell whether the client has closed or reset the connection.
 
-        Data waiting to be read means the client is still there. The request
+        Data waiting to be read means the client is still connected. The request
         body must have been read first, or it hides the end of the stream. A
         client that shuts down only its sending side counts as gone too.
         """

@@ -1,16 +1,15 @@
-"""Ending the streams whose producer died while nobody followed them.
+"""The sweep that ends streams whose producer died while no client followed them.
 
-Readers notice a dead producer by its lease and end or resume its stream.
-A stream that nobody follows has no reader to notice, so a scheduled
-function calls `sweep_dead_streams` every minute: it ends each running
-stream whose lease ran out as failed (or as cancelled, when a cancel was
-pending), which gives the record its final `expiresAt`. Streams of flows
-declared resumable are left running; the next client that reconnects
-resumes them, and nothing is lost if none comes, because their data expires
-one TTL after the lease.
+Readers notice a dead producer by its lease and end or resume its stream. A
+stream without readers has no one to notice, so a scheduled function calls
+`sweep_dead_streams` every minute. It ends each running stream whose lease
+ran out as failed, or as cancelled when a cancel was pending, and so gives the
+record its final `expiresAt`. Streams of resumable flows stay running, because
+the next client that reconnects resumes them. If none comes, their data
+expires one TTL after the lease.
 
-Every end is a write conditional on the record's update time, so a sweep
-that races a reader, a takeover or a late producer changes nothing.
+Every end is a write conditional on the record's update time, so a sweep that
+races a reader, a takeover or a late producer changes nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +27,12 @@ from .store import WriteConflict, utc_now
 logger = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 500
-"""Streams one sweep looks at, at most; the next sweep takes the rest."""
+"""Maximum number of streams one sweep reads. The next sweep takes the rest."""
 
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one sweep of a collection found and did."""
+    """Counts of the streams that one sweep of a collection ended or left."""
 
     ended: int = 0
     """Streams ended as failed or cancelled."""
@@ -70,7 +69,7 @@ def sweep(
         try:
             state = StreamState.from_record(stream_id, stored, update_time)
         except RecordError as error:
-            logger.error("Cannot sweep stream: %s", error, extra=log)
+            logger.error("Sweeping the stream failed: %s", error, extra=log)
             skipped += 1
             continue
         if state.is_expired(now):
@@ -86,7 +85,9 @@ def sweep(
         try:
             recovery.end_dead(state, stored, status)
         except WriteConflict:
-            logger.info("Stream changed while being swept; left as it is", extra=log)
+            logger.info(
+                "Stream changed during the sweep, so the sweep left it", extra=log
+            )
             skipped += 1
             continue
         ended += 1
